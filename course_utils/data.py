@@ -1,0 +1,585 @@
+"""The brain-tumour MRI dataset: find it, verify it, decode it once, serve it fast.
+
+The dataset is the Kaggle *Brain Tumor MRI Dataset* (Msoud Nickparvar, 2021; CC0), which
+merges three public sources (figshare, SARTAJ and Br35H). It has a ``Training/`` and a
+``Testing/`` folder, each with one sub-folder per class.
+
+Where the data comes from, in this order:
+
+1. the folder named by the environment variable ``BRAIN_MRI_DIR``;
+2. the project's own cache, ``data/brain-tumor-mri/``;
+3. a download (``python -m course_utils.data download``): kagglehub first, then a public
+   GitHub mirror with the same bytes.
+
+Whatever the source, every file is checked against ``course_utils/manifest.csv`` (name,
+class, split, size and SHA-256) before it is used. Images are then decoded once, made
+grayscale and square, resized, and cached as one ``uint8`` tensor per resolution under
+``data/cache/``, so that every later lesson loads the whole dataset in about a second.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
+SPLITS: tuple[str, ...] = ("Training", "Testing")
+DATA_ENV = "BRAIN_MRI_DIR"
+KAGGLE_HANDLE = "masoudnickparvar/brain-tumor-mri-dataset"
+GITHUB_MIRROR = "https://github.com/ricardotran92/Brain-Tumor-MRI-Dataset"
+MANIFEST_PATH = Path(__file__).with_name("manifest.csv")
+# Bump when the decoding or resizing below changes, so old caches are rebuilt.
+CACHE_VERSION = 1
+
+HOW_TO_GET_IT = f"""How to get the dataset (about 160 MB, 7023 images):
+  * download it into the project:   python -m course_utils.data download
+  * or, if you already have a copy:  export {DATA_ENV}=/path/to/folder
+    (the folder that holds Training/ and Testing/)."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is in none of the places the course looks."""
+
+
+class DatasetIncompleteError(RuntimeError):
+    """The dataset folder exists but files are missing or differ from the manifest."""
+
+
+class ImageLoadError(ValueError):
+    """A file could not be read as an image; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------
+# Where things live
+# --------------------------------------------------------------------------------------
+
+
+def project_root() -> Path:
+    """The course's top folder (the one with ``pyproject.toml``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def data_home() -> Path:
+    """Folder for the downloaded dataset and the decoded caches (``data/`` by default)."""
+    return Path(os.environ.get("COURSE_DATA_HOME", project_root() / "data"))
+
+
+def cache_dir() -> Path:
+    return data_home() / "cache"
+
+
+# --------------------------------------------------------------------------------------
+# The manifest: what a complete, unaltered copy of the dataset contains
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    split: str
+    label: str
+    filename: str
+    size: int
+    sha256: str
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.split}/{self.label}/{self.filename}"
+
+
+def read_manifest(path: Path = MANIFEST_PATH) -> list[ManifestEntry]:
+    """Read the committed manifest: one row per image, sorted by split, class and name."""
+    with open(path, newline="") as f:
+        return [
+            ManifestEntry(r["split"], r["label"], r["filename"], int(r["size"]), r["sha256"])
+            for r in csv.DictReader(f)
+        ]
+
+
+def manifest_digest(path: Path = MANIFEST_PATH) -> str:
+    """A short fingerprint of the manifest; caches remember which manifest built them."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(root: Path, path: Path = MANIFEST_PATH) -> int:
+    """(Maintainers) Write the manifest of a dataset folder. Returns the number of rows."""
+    rows = []
+    for split in SPLITS:
+        for label in CLASSES:
+            for file in sorted((root / split / label).iterdir()):
+                if file.is_file():
+                    rows.append((split, label, file.name, file.stat().st_size, sha256_of(file)))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["split", "label", "filename", "size", "sha256"])
+        writer.writerows(rows)
+    return len(rows)
+
+
+def verify_dataset(root: Path, checksums: bool = True) -> None:
+    """Check that ``root`` holds every manifest file with the right size (and checksum).
+
+    Files that are not in the manifest (a README, say) are ignored. Raises
+    ``DatasetIncompleteError`` naming the first problems and how to repair the copy.
+    """
+    root = Path(root)
+    problems: list[str] = []
+    for entry in read_manifest():
+        file = root / entry.relpath
+        if not file.is_file():
+            problems.append(f"missing: {entry.relpath}")
+        elif file.stat().st_size != entry.size:
+            problems.append(f"wrong size: {entry.relpath} ({file.stat().st_size} bytes, expected {entry.size})")
+        elif checksums and sha256_of(file) != entry.sha256:
+            problems.append(f"wrong checksum: {entry.relpath}")
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise DatasetIncompleteError(
+            f"The dataset at {root} does not match the course's manifest "
+            f"({len(problems)} problem(s)):\n  {shown}{more}\n"
+            f"Repair it by downloading a fresh copy:  python -m course_utils.data download --force\n"
+            f"or point {DATA_ENV} at a complete copy."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Finding (and, if asked, downloading) the dataset
+# --------------------------------------------------------------------------------------
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    return all((folder / split).is_dir() for split in SPLITS)
+
+
+def locate_dataset() -> Path:
+    """Return the dataset folder: ``$BRAIN_MRI_DIR`` first, then ``data/brain-tumor-mri``.
+
+    Raises ``DatasetNotFoundError`` with the exact commands that fix it. Never downloads.
+    """
+    looked = []
+    env = os.environ.get(DATA_ENV)
+    if env:
+        folder = Path(env).expanduser()
+        if _looks_like_dataset(folder):
+            return folder
+        looked.append(f"${DATA_ENV}={folder} (no Training/ and Testing/ folders there)")
+    else:
+        looked.append(f"${DATA_ENV} (not set)")
+    local = data_home() / "brain-tumor-mri"
+    if _looks_like_dataset(local):
+        return local
+    looked.append(f"{local} (not there)")
+    raise DatasetNotFoundError(
+        "The Brain Tumor MRI dataset was not found.\nLooked in:\n  - "
+        + "\n  - ".join(looked)
+        + "\n"
+        + HOW_TO_GET_IT
+    )
+
+
+def download_dataset(dest: Path | None = None, force: bool = False) -> Path:
+    """Download the dataset into ``data/brain-tumor-mri`` and verify it.
+
+    Tries kagglehub (no Kaggle login needed for this public dataset), then the public GitHub
+    mirror. The copy is assembled in a temporary folder and only moved into place once it
+    matches the manifest, so a failed download leaves nothing half-written behind.
+    """
+    dest = Path(dest) if dest else data_home() / "brain-tumor-mri"
+    if _looks_like_dataset(dest) and not force:
+        verify_dataset(dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for name, fetch in (("kagglehub", _fetch_from_kaggle), ("GitHub mirror", _fetch_from_github)):
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
+            staging = Path(tmp) / "brain-tumor-mri"
+            try:
+                print(f"Downloading the dataset from {name} ...")
+                fetch(staging)
+                verify_dataset(staging)
+            except Exception as error:  # try the next source, report all at the end
+                errors.append(f"{name}: {type(error).__name__}: {error}")
+                continue
+            if dest.exists():
+                shutil.rmtree(dest)
+            staging.rename(dest)
+            print(f"Dataset ready at {dest}")
+            return dest
+    raise DatasetNotFoundError(
+        "Could not download the dataset:\n  " + "\n  ".join(errors) + "\n" + HOW_TO_GET_IT
+    )
+
+
+def _copy_dataset_folders(source: Path, staging: Path) -> None:
+    """Copy ``Training/`` and ``Testing/`` from wherever they sit below ``source``."""
+    candidates = [source] + [p.parent for p in source.rglob("Training") if p.is_dir()]
+    for folder in candidates:
+        if _looks_like_dataset(folder):
+            staging.mkdir(parents=True)
+            for split in SPLITS:
+                shutil.copytree(folder / split, staging / split)
+            return
+    raise FileNotFoundError(f"no Training/ and Testing/ folders below {source}")
+
+
+def _fetch_from_kaggle(staging: Path) -> None:
+    import kagglehub  # imported here: importing course_utils never touches the network
+
+    _copy_dataset_folders(Path(kagglehub.dataset_download(KAGGLE_HANDLE)), staging)
+
+
+def _fetch_from_github(staging: Path) -> None:
+    errors = []
+    for branch in ("main", "master"):
+        url = f"{GITHUB_MIRROR}/archive/refs/heads/{branch}.zip"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                payload = response.read()
+            break
+        except OSError as error:
+            errors.append(f"{url}: {error}")
+    else:
+        raise OSError("; ".join(errors))
+    unpacked = staging.parent / "unpacked"
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        archive.extractall(unpacked)
+    _copy_dataset_folders(unpacked, staging)
+
+
+def get_dataset(download: bool = True) -> Path:
+    """Find the dataset, downloading it when it is nowhere on disk and ``download`` is True."""
+    try:
+        return locate_dataset()
+    except DatasetNotFoundError:
+        if not download:
+            raise
+        return download_dataset()
+
+
+# --------------------------------------------------------------------------------------
+# Reading one image, whatever its format, mode or size
+# --------------------------------------------------------------------------------------
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open any image file as an 8-bit grayscale (mode ``"L"``) PIL image.
+
+    The dataset mixes JPEG and PNG (five PNGs are named ``.jpg``) and the modes RGB, L, RGBA
+    and P (palette). Pillow reads the real format from the bytes, not the name. Transparent
+    pixels are put on black (the MRI background); colour is averaged to luminance.
+    A file that is not a readable image raises ``ImageLoadError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_grayscale(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageLoadError(f"Cannot read {path} as an image: {error}") from error
+
+
+def to_grayscale(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to ``"L"``: alpha over black, palette expanded, 16-bit scaled."""
+    if img.mode == "L":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(img, dtype=np.float64)
+        lo, hi = float(array.min()), float(array.max())
+        scaled = (array - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(array)
+        return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB").convert("L")
+
+
+def square_resize(img: Image.Image, size: int) -> Image.Image:
+    """Pad the image to a square with black (keeping it centred), then resize to ``size``.
+
+    Padding, unlike stretching, keeps the anatomy's proportions; unlike cropping, it never
+    cuts off part of the brain.
+    """
+    width, height = img.size
+    side = max(width, height)
+    if width != height:
+        canvas = Image.new("L", (side, side), 0)
+        canvas.paste(img, ((side - width) // 2, (side - height) // 2))
+        img = canvas
+    return img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+def _decode_for_cache(args: tuple[str, int]) -> np.ndarray:
+    path, size = args
+    return np.asarray(square_resize(load_image(path), size), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------
+# Decoded, cached image sets
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageSet:
+    """A set of images in memory: ``images`` is ``uint8 (N, H, W)``, ``labels`` ``int64 (N,)``.
+
+    ``files`` holds each image's path relative to the dataset folder, e.g.
+    ``"Training/glioma/Tr-gl_0010.jpg"``, so every prediction can be traced to its file.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    files: list[str]
+    classes: tuple[str, ...] = CLASSES
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> "ImageSet":
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ImageSet(self.images[index], self.labels[index], [self.files[i] for i in index.tolist()], self.classes)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        return dict(zip(self.classes, counts))
+
+    def sample_per_class(self, n: int, seed: int = 0) -> "ImageSet":
+        """A stratified random subset with at most ``n`` images of each class."""
+        rng = np.random.default_rng(seed)
+        labels = self.labels.numpy()
+        chosen = []
+        for k in range(len(self.classes)):
+            members = np.flatnonzero(labels == k)
+            chosen.extend(rng.permutation(members)[:n].tolist())
+        return self.subset(sorted(chosen))
+
+    def float_images(self) -> torch.Tensor:
+        """Images as ``float32 (N, 1, H, W)`` in ``[0, 1]``."""
+        return self.images.unsqueeze(1).float().div_(255)
+
+
+def cache_path(size: int) -> Path:
+    return cache_dir() / f"brain-mri-{size}px-v{CACHE_VERSION}.pt"
+
+
+def build_cache(size: int, root: Path | None = None, workers: int | None = None) -> Path:
+    """Decode every image of both splits once at ``size`` px and save one tensor file.
+
+    The file is written under a temporary name and renamed when complete, so an interrupted
+    run never leaves a broken cache behind.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root) if root else get_dataset()
+    verify_dataset(root)
+    entries = read_manifest()
+    paths = [str(root / e.relpath) for e in entries]
+    workers = workers or min(4, os.cpu_count() or 1)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        arrays = list(
+            tqdm(
+                pool.map(_decode_for_cache, [(p, size) for p in paths], chunksize=64),
+                total=len(paths),
+                desc=f"decoding {len(paths)} images at {size}px",
+            )
+        )
+    payload = {
+        "images": torch.from_numpy(np.stack(arrays)),
+        "labels": torch.tensor([CLASSES.index(e.label) for e in entries], dtype=torch.long),
+        "files": [e.relpath for e in entries],
+        "manifest": manifest_digest(),
+        "version": CACHE_VERSION,
+    }
+    target = cache_path(size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".partial", delete=False) as tmp:
+        torch.save(payload, tmp)
+    os.replace(tmp.name, target)
+    print(f"Decoded {len(paths)} images at {size}px in {time.perf_counter() - start:.1f} s -> {target}")
+    return target
+
+
+def _read_cache(size: int) -> dict | None:
+    path = cache_path(size)
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, weights_only=True)
+    except Exception as error:  # a cache is disposable: rebuild it
+        warnings.warn(f"Ignoring unreadable cache {path}: {error}")
+        return None
+    if payload.get("manifest") != manifest_digest() or payload.get("version") != CACHE_VERSION:
+        return None
+    return payload
+
+
+def load_images(split: str, size: int) -> ImageSet:
+    """All images of ``split`` (``"Training"`` or ``"Testing"``) at ``size`` × ``size`` px.
+
+    The first call decodes the whole dataset (a few seconds per resolution) and caches it;
+    later calls read the cache.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    payload = _read_cache(size)
+    if payload is None:
+        build_cache(size)
+        payload = _read_cache(size)
+    prefix = split + "/"
+    index = [i for i, f in enumerate(payload["files"]) if f.startswith(prefix)]
+    lo, hi = index[0], index[-1] + 1  # the manifest is sorted by split, so this is one slice
+    return ImageSet(payload["images"][lo:hi], payload["labels"][lo:hi], payload["files"][lo:hi])
+
+
+def stratified_split(labels, val_fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a train/validation split that keeps each class's share in both parts."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for k in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == k))
+        n_val = int(round(len(members) * val_fraction))
+        val.extend(members[:n_val].tolist())
+        train.extend(members[n_val:].tolist())
+    return np.array(sorted(train)), np.array(sorted(val))
+
+
+def load_splits(size: int, val_fraction: float = 0.15, seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """``(train, val, test)``: ``Training/`` split stratified into train and validation.
+
+    The official ``Testing/`` folder is returned untouched; use it only for the final score,
+    never to choose a model or a hyper-parameter.
+    """
+    training = load_images("Training", size)
+    train_idx, val_idx = stratified_split(training.labels.numpy(), val_fraction, seed)
+    return training.subset(train_idx), training.subset(val_idx), load_images("Testing", size)
+
+
+# --------------------------------------------------------------------------------------
+# PyTorch datasets and loaders
+# --------------------------------------------------------------------------------------
+
+
+def train_augmentation(flip: float = 0.5, brightness: float = 0.1, contrast: float = 0.1,
+                       shift: float = 0.05, scale: float = 0.05):
+    """The light augmentation the course uses on MRI slices (tensor in, tensor out).
+
+    Left-right flips are safe for axial brain slices (the brain is roughly symmetric and
+    tumours occur on both sides); small shifts and zooms mimic framing differences; brightness
+    and contrast mimic scanner settings. Rotations are left out: they cost accuracy here.
+    """
+    from torchvision.transforms import v2
+
+    steps = []
+    if flip:
+        steps.append(v2.RandomHorizontalFlip(p=flip))
+    if shift or scale:
+        steps.append(v2.RandomAffine(degrees=0.0, translate=(shift, shift), scale=(1 - scale, 1 + scale)))
+    if brightness or contrast:
+        steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
+    return v2.Compose(steps)
+
+
+class MRIDataset(torch.utils.data.Dataset):
+    """Serves ``(image, label)`` pairs from an ``ImageSet`` as float tensors.
+
+    Each image becomes ``float32 (channels, H, W)``: scaled to ``[0, 1]``, augmented by
+    ``transform`` (which sees the ``uint8`` tensor), then standardised as
+    ``(x - mean) / std``. ``channels=3`` repeats the gray channel for ImageNet models.
+    """
+
+    def __init__(self, images: ImageSet, transform=None, channels: int = 1,
+                 mean: float = 0.0, std: float = 1.0):
+        self.images = images
+        self.transform = transform
+        self.channels = channels
+        self.mean = mean
+        self.std = std
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images.images[i].unsqueeze(0)  # uint8 (1, H, W)
+        if self.transform is not None:
+            x = self.transform(x)
+        x = (x.float() / 255 - self.mean) / self.std
+        if self.channels != 1:
+            x = x.expand(self.channels, -1, -1)
+        return x, int(self.images.labels[i])
+
+
+def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool,
+                seed: int = 0) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` whose shuffling order depends only on ``seed``.
+
+    The images already sit in memory, so loading happens in the main process
+    (``num_workers=0``): no start-up cost, and the same order on every run.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                                       generator=generator, num_workers=0)
+
+
+# --------------------------------------------------------------------------------------
+# Command line: python -m course_utils.data {download,verify,cache}
+# --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m course_utils.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    dl = sub.add_parser("download", help="download and verify the dataset into data/")
+    dl.add_argument("--force", action="store_true", help="download again even if a copy exists")
+    sub.add_parser("verify", help="check the dataset against the manifest")
+    cache = sub.add_parser("cache", help="decode the dataset into cached tensors")
+    cache.add_argument("sizes", nargs="*", type=int, default=[32, 96, 160])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "download":
+            download_dataset(force=args.force)
+        elif args.command == "verify":
+            root = locate_dataset()
+            verify_dataset(root)
+            print(f"{root}: all {len(read_manifest())} files match the manifest.")
+        else:
+            for size in args.sizes:
+                build_cache(size)
+    except (DatasetNotFoundError, DatasetIncompleteError, ImageLoadError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The course's results table: numbers measured by full-profile runs, kept in git.
+
+A lesson calls ``record(...)`` with what it measured (accuracy on the official test split,
+minutes, ...). Only ``full``-profile runs on the complete dataset are written: a smoke run's
+numbers say nothing about the method, so ``record`` just prints them. The table lives in
+``results/results.json``; ``python -m course_utils.results`` renders it as Markdown into
+``results/RESULTS.md`` (which the README and the book show).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .profiles import current_profile
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_JSON = RESULTS_DIR / "results.json"
+RESULTS_MD = RESULTS_DIR / "RESULTS.md"
+
+
+def machine_summary() -> str:
+    """Where a number was measured, e.g. ``"cpu, 2 threads"``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu, {torch.get_num_threads()} threads"
+
+
+def load_results(path: Path = RESULTS_JSON) -> dict:
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict:
+    """Record one result row, e.g. ``record("05", "NumPy MLP + dropout", test_acc=0.915, minutes=1.2)``.
+
+    The row is keyed by ``lesson`` and ``name``: a new full-profile run replaces the old row.
+    Returns the row. In the smoke profile the row is printed, not saved.
+    """
+    row = {
+        "lesson": lesson,
+        "name": name,
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in numbers.items()},
+        "machine": machine_summary(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if current_profile() != "full" or os.environ.get("COURSE_NO_RECORD"):
+        print(f"(not recorded: {current_profile()} profile) {row}")
+        return row
+    table = load_results(path)
+    table[f"{lesson}/{name}"] = row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n")
+    print(f"recorded in {path.name}: {row}")
+    return row
+
+
+def to_markdown(table: dict) -> str:
+    """Render the results as one Markdown table, a row per recorded result."""
+    columns = ["lesson", "name"]
+    for row in table.values():
+        for key in row:
+            if key not in columns and key not in ("machine", "date"):
+                columns.append(key)
+    columns += ["machine", "date"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in table.values():
+        cells = []
+        for key in columns:
+            value = row.get(key, "")
+            cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    table = load_results()
+    RESULTS_MD.write_text(
+        "# Results (full profile, measured)\n\n"
+        "Written by `python -m course_utils.results` from `results/results.json`; every row "
+        "comes from a full-profile run of the lesson named.\n\n" + to_markdown(table)
+    )
+    print(f"wrote {RESULTS_MD} ({len(table)} rows) on {platform.node() or sys.platform}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
