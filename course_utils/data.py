@@ -102,18 +102,18 @@ class ManifestEntry:
         return f"{self.split}/{self.label}/{self.filename}"
 
 
-def read_manifest(path: Path = MANIFEST_PATH) -> list[ManifestEntry]:
+def read_manifest(path: Path | None = None) -> list[ManifestEntry]:
     """Read the committed manifest: one row per image, sorted by split, class and name."""
-    with open(path, newline="") as f:
+    with open(path or MANIFEST_PATH, newline="") as f:
         return [
             ManifestEntry(r["split"], r["label"], r["filename"], int(r["size"]), r["sha256"])
             for r in csv.DictReader(f)
         ]
 
 
-def manifest_digest(path: Path = MANIFEST_PATH) -> str:
+def manifest_digest(path: Path | None = None) -> str:
     """A short fingerprint of the manifest; caches remember which manifest built them."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(Path(path or MANIFEST_PATH).read_bytes()).hexdigest()[:16]
 
 
 def sha256_of(path: Path) -> str:
@@ -124,8 +124,9 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(root: Path, path: Path = MANIFEST_PATH) -> int:
+def write_manifest(root: Path, path: Path | None = None) -> int:
     """(Maintainers) Write the manifest of a dataset folder. Returns the number of rows."""
+    path = path or MANIFEST_PATH
     rows = []
     for split in SPLITS:
         for label in CLASSES:
@@ -321,6 +322,40 @@ def to_grayscale(img: Image.Image) -> Image.Image:
     return img.convert("RGB").convert("L")
 
 
+@dataclass(frozen=True)
+class FileInfo:
+    """What a file's header says: real format, colour mode and size (no pixels decoded)."""
+
+    relpath: str
+    split: str
+    label: str
+    format: str
+    mode: str
+    width: int
+    height: int
+    bytes: int
+
+
+def scan_files(root: Path | None = None) -> list[FileInfo]:
+    """Read the header of every manifest file: format, mode, width, height, bytes.
+
+    Only headers are read, so this takes about a second for the whole dataset. Lesson 00 uses
+    it for the dataset's statistics; lesson 13 uses it to test whether image size alone
+    predicts the class.
+    """
+    root = Path(root) if root else locate_dataset()
+    infos = []
+    for entry in read_manifest():
+        path = root / entry.relpath
+        try:
+            with Image.open(path) as img:
+                infos.append(FileInfo(entry.relpath, entry.split, entry.label, img.format or "?",
+                                      img.mode, img.width, img.height, path.stat().st_size))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ImageLoadError(f"Cannot read {path} as an image: {error}") from error
+    return infos
+
+
 def square_resize(img: Image.Image, size: int) -> Image.Image:
     """Pad the image to a square with black (keeping it centred), then resize to ``size``.
 
@@ -427,10 +462,16 @@ def build_cache(size: int, root: Path | None = None, workers: int | None = None)
     return target
 
 
+_memory: dict[tuple[str, float], dict] = {}  # caches already read by this process
+
+
 def _read_cache(size: int) -> dict | None:
     path = cache_path(size)
     if not path.is_file():
         return None
+    key = (str(path), path.stat().st_mtime)
+    if key in _memory:
+        return _memory[key]
     try:
         payload = torch.load(path, weights_only=True)
     except Exception as error:  # a cache is disposable: rebuild it
@@ -438,6 +479,8 @@ def _read_cache(size: int) -> dict | None:
         return None
     if payload.get("manifest") != manifest_digest() or payload.get("version") != CACHE_VERSION:
         return None
+    _memory.clear()  # keep one resolution in memory at a time
+    _memory[key] = payload
     return payload
 
 
@@ -488,32 +531,73 @@ def load_splits(size: int, val_fraction: float = 0.15, seed: int = 0) -> tuple[I
 # --------------------------------------------------------------------------------------
 
 
+class BatchAugmentation:
+    """Light, random augmentation of a whole batch at once, with its own random numbers.
+
+    Input and output: ``float32 (B, 1, H, W)`` in ``[0, 1]``. Each image draws its own
+    parameters: a left-right flip with probability ``flip``; a zoom by a factor in
+    ``[1 - scale, 1 + scale]`` and a shift of up to ``shift`` × the image size (one
+    ``grid_sample`` call for the batch); brightness and contrast factors in
+    ``[1 - brightness, 1 + brightness]`` and ``[1 - contrast, 1 + contrast]``.
+
+    Working on batches rather than single images makes augmentation about as cheap as a
+    copy, and the private generator makes it repeatable from ``seed``.
+    """
+
+    def __init__(self, flip: float = 0.5, brightness: float = 0.1, contrast: float = 0.1,
+                 shift: float = 0.05, scale: float = 0.05, seed: int = 0):
+        self.flip, self.brightness, self.contrast = flip, brightness, contrast
+        self.shift, self.scale = shift, scale
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=self.generator) * (high - low) + low
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self.flip:
+            flipped = torch.rand(n, generator=self.generator) < self.flip
+            x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
+        if self.shift or self.scale:
+            zoom = self._uniform(n, 1 - self.scale, 1 + self.scale)
+            theta = torch.zeros(n, 2, 3)
+            theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom  # sample a smaller window = zoom in
+            theta[:, :, 2] = self._uniform(2 * n, -2 * self.shift, 2 * self.shift).view(n, 2)
+            grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+            x = torch.nn.functional.grid_sample(x, grid, align_corners=False)
+        if self.brightness or self.contrast:
+            b = self._uniform(n, 1 - self.brightness, 1 + self.brightness)[:, None, None, None]
+            c = self._uniform(n, 1 - self.contrast, 1 + self.contrast)[:, None, None, None]
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = ((x * b - mean * b) * c + mean * b).clamp_(0, 1)
+        return x
+
+    def __repr__(self) -> str:
+        return (f"BatchAugmentation(flip={self.flip}, shift={self.shift}, scale={self.scale}, "
+                f"brightness={self.brightness}, contrast={self.contrast})")
+
+
 def train_augmentation(flip: float = 0.5, brightness: float = 0.1, contrast: float = 0.1,
-                       shift: float = 0.05, scale: float = 0.05):
-    """The light augmentation the course uses on MRI slices (tensor in, tensor out).
+                       shift: float = 0.05, scale: float = 0.05, seed: int = 0) -> BatchAugmentation:
+    """The light augmentation the course uses on MRI slices.
 
     Left-right flips are safe for axial brain slices (the brain is roughly symmetric and
     tumours occur on both sides); small shifts and zooms mimic framing differences; brightness
     and contrast mimic scanner settings. Rotations are left out: they cost accuracy here.
     """
-    from torchvision.transforms import v2
-
-    steps = []
-    if flip:
-        steps.append(v2.RandomHorizontalFlip(p=flip))
-    if shift or scale:
-        steps.append(v2.RandomAffine(degrees=0.0, translate=(shift, shift), scale=(1 - scale, 1 + scale)))
-    if brightness or contrast:
-        steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
-    return v2.Compose(steps)
+    return BatchAugmentation(flip, brightness, contrast, shift, scale, seed)
 
 
 class MRIDataset(torch.utils.data.Dataset):
     """Serves ``(image, label)`` pairs from an ``ImageSet`` as float tensors.
 
     Each image becomes ``float32 (channels, H, W)``: scaled to ``[0, 1]``, augmented by
-    ``transform`` (which sees the ``uint8`` tensor), then standardised as
-    ``(x - mean) / std``. ``channels=3`` repeats the gray channel for ImageNet models.
+    ``transform`` (a callable on a float batch ``(B, 1, H, W)``, such as
+    ``train_augmentation()``), then standardised as ``(x - mean) / std``.
+    ``channels=3`` repeats the gray channel for ImageNet models.
+
+    Indexing with a list of indices returns a whole batch ``(x (B, C, H, W), y (B,))`` in one
+    step; ``make_loader`` uses this, which keeps the per-image Python overhead out of training.
     """
 
     def __init__(self, images: ImageSet, transform=None, channels: int = 1,
@@ -527,26 +611,34 @@ class MRIDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.images.images[i].unsqueeze(0)  # uint8 (1, H, W)
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1).float().div_(255)  # (B, 1, H, W) in [0, 1]
         if self.transform is not None:
             x = self.transform(x)
-        x = (x.float() / 255 - self.mean) / self.std
-        if self.channels != 1:
-            x = x.expand(self.channels, -1, -1)
-        return x, int(self.images.labels[i])
+        x = (x - self.mean) / self.std
+        return x.expand(-1, self.channels, -1, -1) if self.channels != 1 else x
+
+    def __getitem__(self, index):
+        if isinstance(index, (list, tuple, torch.Tensor, np.ndarray)):
+            index = torch.as_tensor(index, dtype=torch.long)
+            return self._prepare(self.images.images[index]), self.images.labels[index]
+        return self._prepare(self.images.images[index : index + 1])[0], int(self.images.labels[index])
 
 
-def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool,
-                seed: int = 0) -> torch.utils.data.DataLoader:
-    """A ``DataLoader`` whose shuffling order depends only on ``seed``.
+def make_loader(dataset: MRIDataset, batch_size: int, shuffle: bool, seed: int = 0,
+                drop_last: bool = False) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` that yields whole batches and whose order depends only on ``seed``.
 
     The images already sit in memory, so loading happens in the main process
     (``num_workers=0``): no start-up cost, and the same order on every run.
     """
     generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, num_workers=0)
+    sampler = (torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
+               else torch.utils.data.SequentialSampler(dataset))
+    batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last=drop_last)
+    # batch_size=None: each "index" the sampler yields is a list, and MRIDataset turns
+    # the whole list into one batch.
+    return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=batches, num_workers=0)
 
 
 # --------------------------------------------------------------------------------------
