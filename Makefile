@@ -25,11 +25,15 @@ setup:
 
 test: unit notebooks
 
+# With two pytest workers on a 2-core machine, each worker's PyTorch gets one thread:
+# oversubscribed threads make small tensor operations many times slower.
+PARALLEL_ENV := COURSE_THREADS=1 OMP_NUM_THREADS=1
+
 unit:
-	$(PY) -m pytest tests -n $(JOBS) --dist loadscope
+	$(PARALLEL_ENV) $(PY) -m pytest tests -n $(JOBS) --dist loadscope
 
 notebooks:
-	COURSE_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax --nbval-current-env \
+	$(PARALLEL_ENV) COURSE_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=900 -n $(JOBS) --dist loadscope
 
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as

@@ -29,12 +29,30 @@ def is_lesson(path: Path) -> bool:
     return head.startswith("---") and "jupytext:" in head
 
 
+def read_lesson(path: str, as_version: int = 4) -> nbformat.NotebookNode:
+    """Read a lesson with jupytext and attach the outputs that some cells promise.
+
+    Text notebooks store no outputs, so a deterministic cell states its expected printout in
+    its metadata (``expected_output: |`` in the cell's MyST options). Such a cell gets that
+    text as its stored output and nbval's ``nbval-check-output`` tag: the test fails if the
+    cell prints anything else.
+    """
+    notebook = jupytext.read(path, as_version=as_version)
+    for cell in notebook.cells:
+        expected = cell.metadata.get("expected_output") if cell.cell_type == "code" else None
+        if expected is not None:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=expected)]
+            cell.execution_count = 1  # nbval only compares cells that "ran"
+            cell.metadata.setdefault("tags", []).append("nbval-check-output")
+    return notebook
+
+
 class MarkdownNotebook(nbval.plugin.IPyNbFile):
-    """nbval's notebook collector, reading the notebook with jupytext."""
+    """nbval's notebook collector, reading the notebook with ``read_lesson``."""
 
     def collect(self):
         read = nbval.plugin.nbformat.read
-        nbval.plugin.nbformat.read = lambda path, as_version: jupytext.read(path, as_version=as_version)
+        nbval.plugin.nbformat.read = read_lesson
         try:
             yield from super().collect()
         finally:
