@@ -1,0 +1,117 @@
+"""Small convolutional networks written for the course, and tools to look inside them.
+
+``SmallCNN`` is the lesson-08 network: a stack of conv-BN-ReLU-pool blocks, a global
+average pool and a small dense head. Each block doubles the channels (up to a cap) and
+halves the image, so the deepest features see almost the whole slice (see
+``receptive_field``) while the parameter count stays around a million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3×3 convolution → batch norm → ReLU → 2×2 max pool (halves height and width).
+
+    The convolution has no bias: the batch norm that follows adds its own shift.
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class SmallCNN(nn.Module):
+    """The lesson-08 CNN: ``len(widths)`` conv blocks, global average pool, dense head.
+
+    Parameters
+    ----------
+    in_channels: 1 for the grayscale slices.
+    n_classes: 4 (glioma, meningioma, notumor, pituitary).
+    widths: output channels of each conv block; five blocks shrink 96 px to 3 px.
+    hidden: units of the hidden dense layer of the head (0: a single linear layer).
+    dropout: drop probability before each dense layer of the head.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 4,
+                 widths: Sequence[int] = (32, 64, 128, 256, 256), hidden: int = 128,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, n_classes=n_classes, widths=tuple(widths),
+                           hidden=hidden, dropout=dropout)
+        blocks, channels = [], in_channels
+        for width in widths:
+            blocks.append(conv_block(channels, width))
+            channels = width
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # global average pool: any input size works
+        if hidden:
+            self.head = nn.Sequential(
+                nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, hidden),
+                nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes),
+            )
+        else:
+            self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` → class scores (logits) ``(N, n_classes)``."""
+        return self.head(self.pool(self.features(x)))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def parameter_table(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:
+    """``(name, shape, count)`` for every parameter tensor, in order."""
+    return [(name, tuple(p.shape), p.numel()) for name, p in model.named_parameters()]
+
+
+def _as_pair(value) -> int:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def receptive_field(model: nn.Module) -> list[tuple[str, int, int]]:
+    """Receptive field after every convolution and pooling layer, in input pixels.
+
+    Walks the layers in registration order (fine for plain stacks like ``SmallCNN``) with
+    the recurrence ``r ← r + (k − 1)·j`` and ``j ← j·s``, where ``k`` is the kernel size,
+    ``s`` the stride and ``j`` the distance in input pixels between neighbouring outputs.
+    Returns ``(layer name, receptive field r, jump j)`` per layer.
+    """
+    r, j, rows = 1, 1, []
+    for name, layer in model.named_modules():
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s = _as_pair(layer.kernel_size), _as_pair(layer.stride)
+            dilation = _as_pair(getattr(layer, "dilation", 1))
+            r += (k - 1) * dilation * j
+            j *= s
+            rows.append((name, r, j))
+    return rows
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The output of ``layer`` when ``model`` sees ``x`` (evaluation mode, no gradients).
+
+    A forward hook copies the output; it is removed in all cases, even if the forward
+    pass fails, so the model is left exactly as it was.
+    """
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    was_training = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return captured[0]
+
