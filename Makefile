@@ -6,7 +6,7 @@ PY := $(BIN)/python
 # pytest-xdist: two workers, one whole notebook or test module per worker.
 JOBS ?= 2
 
-.PHONY: help setup test unit notebooks lab data cache results clean
+.PHONY: help setup test unit notebooks lab data cache results book book-test clean
 
 help:
 	@echo "make setup      create .venv and install the course with its test tools"
@@ -16,6 +16,8 @@ help:
 	@echo "make lab        open the course in JupyterLab (lessons open as notebooks)"
 	@echo "make data       download the MRI dataset into data/ and verify it"
 	@echo "make results    render results/RESULTS.md from results/results.json"
+	@echo "make book       the course as an HTML book in book/_build/html (COURSE_PROFILE, default full)"
+	@echo "make book-test  open every page of the built book in Chromium and check it"
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +34,16 @@ PARALLEL_ENV := COURSE_THREADS=1 OMP_NUM_THREADS=1
 unit:
 	$(PARALLEL_ENV) $(PY) -m pytest tests -n $(JOBS) --dist loadscope
 
+# Lessons 12 and later load the models that earlier lessons save, so they run second.
+LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.md))
+LATER_LESSONS := $(filter $(foreach n,12 13 14 15 16 17 18 19,notebooks/$(n)_%),$(LESSONS))
+EARLY_LESSONS := $(filter-out $(LATER_LESSONS),$(LESSONS))
+NBVAL := $(PARALLEL_ENV) COURSE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env \
+	--nbval-cell-timeout=900 -n $(JOBS) --dist loadscope
+
 notebooks:
-	$(PARALLEL_ENV) COURSE_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=900 -n $(JOBS) --dist loadscope
+	$(NBVAL) $(EARLY_LESSONS)
+	$(if $(LATER_LESSONS),$(NBVAL) $(LATER_LESSONS))
 
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as
 # notebooks on double-click.
@@ -51,6 +60,18 @@ cache:
 
 results:
 	$(PY) -m course_utils.results
+
+# The book executes every lesson in COURSE_PROFILE (full unless set; CI sets smoke). Outputs
+# are cached per profile in book/_build/.jupyter_cache: a rebuild re-runs only lessons whose
+# code changed (after a change in course_utils alone, `make clean` first).
+book:
+	$(PY) book/make_toc.py
+	bash book/fetch_assets.sh
+	$(PY) -m course_utils.results
+	COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
+
+book-test:
+	$(PY) -m pytest tests/browser -v
 
 clean:
 	rm -rf book/_build .pytest_cache

@@ -1,0 +1,73 @@
+"""A small Sphinx extension with what the course's book needs beyond Jupyter Book's defaults.
+
+* **One execution cache per profile.** myst-nb caches a lesson's outputs keyed by its code,
+  not by ``COURSE_PROFILE``; without this a ``smoke`` build would serve its tiny outputs to a
+  later ``full`` build. The cache lives in ``_build/.jupyter_cache/<profile>``, and the
+  profile is a config value, so switching profiles re-reads every page.
+* **No CDN.** Jupyter Book always loads sphinx-thebe, which writes a script holding a CDN
+  address (unpkg) into every page even when live code is off, as it is here; those two
+  scripts are dropped from the pages.
+* **Local widget scripts.** The ipywidgets manager and RequireJS are served from
+  ``_static/widgets`` (see ``fetch_assets.sh``); a missing copy is a build warning (an
+  error under ``-W``) that names the command to run, not a page with blank widgets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sphinx.application import Sphinx
+from sphinx.config import Config
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+WIDGET_FILES = ("widget-setup.js", "require.js", "embed-amd.js")
+
+
+def course_profile() -> str:
+    """The profile the lessons run in, as ``course_utils.profiles`` reads it."""
+    return os.environ.get("COURSE_PROFILE", "full").strip().lower() or "full"
+
+
+def set_profile_cache(app: Sphinx, config: Config) -> None:
+    config.course_profile = course_profile()
+    if not config.nb_execution_cache_path:
+        build_dir = Path(app.outdir).parent
+        config.nb_execution_cache_path = str(build_dir / ".jupyter_cache" / config.course_profile)
+    logger.info(f"[course_book] profile={config.course_profile} cache={config.nb_execution_cache_path}")
+
+
+def check_widget_assets(app: Sphinx, config: Config) -> None:
+    for static in config.html_static_path:
+        folder = Path(app.confdir) / static / "widgets"
+        missing = [name for name in WIDGET_FILES if not (folder / name).is_file()]
+        if static.startswith("_build") and missing:
+            logger.warning(
+                f"widget scripts missing from {folder} ({', '.join(missing)}): "
+                "run `bash book/fetch_assets.sh` (make book does)"
+            )
+
+
+def drop_thebe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Remove sphinx-thebe's scripts (its loader and the inline CDN address) from a page."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    kept = [
+        js
+        for js in scripts
+        if not str(getattr(js, "filename", js) or "").split("?")[0].endswith("sphinx-thebe.js")
+        and "THEBE_JS_URL" not in str(getattr(js, "attributes", {}).get("body", ""))
+    ]
+    scripts[:] = kept
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_config_value("course_profile", "full", "env")
+    # priority < 500: before myst-nb reads its configuration
+    app.connect("config-inited", set_profile_cache, priority=400)
+    app.connect("config-inited", check_widget_assets)
+    app.connect("html-page-context", drop_thebe_scripts, priority=900)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,302 @@
+"""The built book, opened in a real browser (Chromium driven by Playwright), offline.
+
+Serves ``book/_build/html`` on 127.0.0.1 and opens every page. A page passes when
+
+* every request it makes succeeds and goes to the local server (anything else is blocked
+  and reported: the book must not need a CDN);
+* no script on it throws;
+* its math is typeset by MathJax (no raw ``$$`` or ``\\(`` left in the text);
+* every image has loaded (``naturalWidth > 0``);
+* its widgets (sliders, progress bars saved in the notebook) are drawn by the widget manager;
+* exercise solutions (cells tagged ``hide-cell``) are collapsed toggles that open on a click.
+
+The navigation must list every lesson in ``notebooks/``. Screenshots of the introduction
+and of a lesson go to ``book/_build/screenshots/``.
+
+Run with ``make book-test`` (after ``make book``); ``make unit`` does not collect this file.
+Skips only when the book has not been built. Uses Debian's Chromium (``/usr/bin/chromium``,
+or ``$CHROMIUM``); Playwright's own browser download is not needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "book" / "_build" / "html"
+SCREENSHOTS = ROOT / "book" / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+CDN_HOSTS = ("unpkg.com", "cdn.jsdelivr.net", "cdnjs.cloudflare.com", "googleapis.com", "mathjax.org")
+
+if not (HTML / "index.html").is_file():
+    pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first",
+                allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402  (only needed once built)
+
+
+def built_pages() -> list[str]:
+    """Every HTML page of the book, relative to the site root (assets excluded)."""
+    skip = ("_static/", "_sources/", "_images/")
+    pages = [p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")]
+    return sorted(p for p in pages if not p.startswith(skip))
+
+
+def lessons() -> list[str]:
+    """The lessons in notebooks/, as their page paths (``notebooks/NN_slug.html``)."""
+    found = []
+    for path in sorted((ROOT / "notebooks").glob("*.md")):
+        head = path.read_text(encoding="utf-8")[:400]
+        if head.startswith("---") and "jupytext:" in head:
+            found.append(f"notebooks/{path.stem}.html")
+    return found
+
+
+PAGES = built_pages()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    handler = functools.partial(QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+# JavaScript run in the page -------------------------------------------------------------
+
+WAIT_FOR_MATHJAX = """async () => {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+}"""
+
+# Text outside code blocks that still looks like TeX source means math was not typeset.
+RAW_TEX = """() => {
+    const root = document.querySelector('article') || document.body;
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const bad = [];
+    while (walker.nextNode()) {
+        const node = walker.currentNode;
+        if (node.parentElement.closest('pre, code, script, style, mjx-container, .highlight')) continue;
+        const text = node.textContent;
+        if (text.includes('$$') || text.includes('\\\\(') || text.includes('\\\\[')) bad.push(text.trim().slice(0, 80));
+    }
+    return bad;
+}"""
+
+MATH_STATE = """() => {
+    const math = [...document.querySelectorAll('article .math')];
+    return {total: math.length,
+            typeset: math.filter(m => m.querySelector('mjx-container')).length};
+}"""
+
+IMAGES = """() => [...document.images].map(img => ({
+    src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth}))"""
+
+# Exercise solutions (cells tagged hide-cell) must start collapsed, behind a toggle.
+SOLUTIONS = """() => [...document.querySelectorAll('.cell.tag_hide-cell')].map(cell => {
+    const details = cell.querySelector('details');
+    const input = cell.querySelector('.cell_input');
+    return {toggle: !!details, open: !!(details && details.open),
+            visible: !!(input && input.checkVisibility())};
+})"""
+
+WIDGET_VIEWS = "() => document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
+
+WIDGETS_DRAWN = """() => [...document.querySelectorAll('.widget-subarea')]
+    .filter(w => w.querySelector('.jupyter-widgets, .widget-box, .lm-Widget')).length"""
+
+
+# Visiting a page ------------------------------------------------------------------------
+
+
+def settle(page) -> int:
+    """Wait for MathJax and the widget manager to finish; return the number of saved widgets."""
+    page.evaluate(WAIT_FOR_MATHJAX)
+    views = page.evaluate(WIDGET_VIEWS)
+    if views:
+        try:
+            page.wait_for_function(f"() => ({WIDGETS_DRAWN})() >= {views}", timeout=30_000)
+        except Exception:  # the count mismatch is what test_widgets_render reports
+            pass
+    page.wait_for_load_state("networkidle")
+    return views
+
+
+@pytest.fixture(scope="module")
+def context(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def visit(server, context):
+    """Open a page once and report what happened; reports are cached per page."""
+    cache: dict[str, dict] = {}
+
+    def _visit(page_path: str) -> dict:
+        if page_path in cache:
+            return cache[page_path]
+        report = {"failed": [], "remote": [], "errors": [], "console": []}
+        page = context.new_page()
+
+        def route(route):
+            url = route.request.url
+            if url.startswith(("data:", "blob:", "about:")) or urlparse(url).hostname == "127.0.0.1":
+                route.continue_()
+            else:
+                report["remote"].append(url)
+                route.abort()
+
+        page.route("**/*", route)
+        page.on("requestfailed", lambda r: report["failed"].append(f"{r.url} ({r.failure})"))
+        page.on("response", lambda r: r.status >= 400 and report["failed"].append(f"{r.url} (HTTP {r.status})"))
+        page.on("pageerror", lambda e: report["errors"].append(str(e)))
+        page.on("console", lambda m: m.type == "error" and report["console"].append(m.text))
+
+        page.goto(f"{server}/{page_path}", wait_until="networkidle", timeout=60_000)
+        report["widget_views"] = settle(page)
+        report["widgets_drawn"] = page.evaluate(WIDGETS_DRAWN)
+        report["math"] = page.evaluate(MATH_STATE)
+        report["raw_tex"] = page.evaluate(RAW_TEX)
+        report["images"] = page.evaluate(IMAGES)
+        report["solutions"] = page.evaluate(SOLUTIONS)
+        if report["solutions"]:  # one toggle opens on a click and shows the code
+            page.locator(".cell.tag_hide-cell details > summary").first.click()
+            report["solution_opens"] = page.locator(".cell.tag_hide-cell .cell_input").first.is_visible()
+        report["nav"] = page.evaluate(
+            "() => [...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')]"
+            ".map(a => new URL(a.href).pathname)")
+        page.close()
+        cache[page_path] = report
+        return report
+
+    return _visit
+
+
+# Tests ----------------------------------------------------------------------------------
+
+
+def test_every_lesson_is_built():
+    missing = [lesson for lesson in lessons() if lesson not in PAGES]
+    assert not missing, f"lessons without a page (rebuild the book): {missing}"
+
+
+def test_html_names_no_remote_script_style_or_cdn():
+    """No page loads a script, style sheet, font or image from another host, or names a CDN."""
+    resource = re.compile(r"<(?:script|img|iframe|source|link)\b[^>]*?(?:src|href)=\"(https?:)?//", re.I)
+    offenders = []
+    for page in PAGES:
+        text = (HTML / page).read_text(encoding="utf-8")
+        for tag in re.findall(r"<(?:script|img|iframe|source|link)\b[^>]*>", text, flags=re.I):
+            if resource.match(tag) and not tag.lower().startswith("<link rel=\"canonical\""):
+                offenders.append(f"{page}: {tag[:120]}")
+        offenders += [f"{page}: names {host}" for host in CDN_HOSTS if host in text]
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_loads_offline(visit, page_path):
+    report = visit(page_path)
+    assert not report["remote"], f"requests to other hosts: {report['remote']}"
+    assert not report["failed"], f"failed requests: {report['failed']}"
+    assert not report["errors"], f"script errors: {report['errors']}"
+    assert not report["console"], f"console errors: {report['console']}"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_math_is_typeset(visit, page_path):
+    report = visit(page_path)
+    math = report["math"]
+    assert math["typeset"] == math["total"], f"{math['total'] - math['typeset']} formulas not typeset"
+    assert not report["raw_tex"], f"raw TeX left in the text: {report['raw_tex'][:5]}"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_images_load(visit, page_path):
+    broken = [img["src"][:100] for img in visit(page_path)["images"]
+              if not img["complete"] or img["width"] == 0]
+    assert not broken, f"images that did not load: {broken}"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_widgets_render(visit, page_path):
+    report = visit(page_path)
+    assert report["widgets_drawn"] == report["widget_views"], (
+        f"{report['widget_views']} widgets saved, {report['widgets_drawn']} drawn")
+
+
+@pytest.mark.parametrize("page_path", [p for p in PAGES if p.startswith("notebooks/")])
+def test_solutions_are_collapsed_toggles(visit, page_path):
+    report = visit(page_path)
+    solutions = report["solutions"]
+    assert all(s["toggle"] for s in solutions), "a hide-cell cell without a toggle"
+    assert not any(s["open"] or s["visible"] for s in solutions), "a solution is visible before a click"
+    if solutions:
+        assert report["solution_opens"], "clicking the toggle does not show the solution"
+
+
+def test_navigation_lists_every_lesson(visit):
+    nav = visit("intro.html")["nav"]
+    for lesson in lessons():
+        assert nav.count(f"/{lesson}") == 1, f"{lesson} appears {nav.count('/' + lesson)} times in the navigation"
+    assert "/references.html" in nav
+
+
+def test_the_course_has_math_images_and_widgets(visit):
+    """Guards the checks above against passing vacuously: the lessons do use all three."""
+    reports = [visit(p) for p in PAGES if p.startswith("notebooks/")]
+    if not reports:
+        pytest.skip("no lessons yet")
+    assert sum(r["math"]["total"] for r in reports) > 0
+    assert sum(len(r["images"]) for r in reports) > 0
+    if any("interact" in (ROOT / p.replace(".html", ".md")).read_text(encoding="utf-8")
+           for p in PAGES if p.startswith("notebooks/")):
+        assert sum(r["widgets_drawn"] for r in reports) > 0
+
+
+def test_screenshots(server, context, visit):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    built_lessons = [p for p in lessons() if p in PAGES]
+    # a lesson with widgets if there is one: the most demanding page to render
+    with_widgets = [p for p in built_lessons if visit(p)["widgets_drawn"]]
+    shots = {"intro.png": "intro.html"}
+    if built_lessons:
+        shots["lesson.png"] = (with_widgets or built_lessons)[0]
+    for name, page_path in shots.items():
+        page = context.new_page()
+        page.goto(f"{server}/{page_path}", wait_until="networkidle", timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(SCREENSHOTS / name))
+        if name == "lesson.png" and with_widgets:
+            widget = page.locator(".widget-subarea").last
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(SCREENSHOTS / "widget.png"))
+        page.close()
+        assert (SCREENSHOTS / name).stat().st_size > 10_000
