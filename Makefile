@@ -23,7 +23,7 @@ setup:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,book]"
 
 test: unit notebooks
 
