@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOTEBOOK_DIR, is_lesson, read_lesson
+from course_utils.lessons import lessons, read_lesson
 
-LESSONS = sorted(p for p in NOTEBOOK_DIR.glob("*.md") if is_lesson(p))
+LESSONS = lessons()
 
 
 def test_there_are_lessons():
