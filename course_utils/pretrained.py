@@ -397,9 +397,10 @@ def param_groups(model: nn.Module, lr: float, head_lr: float | None = None) -> l
 
     "Discriminative learning rates": the head starts from random numbers and must move far,
     the body starts from good ImageNet features and should move little.
+    Frozen parameters (``requires_grad=False``) are left out.
     """
     head_ids = {id(p) for p in head_of(model).parameters()}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
+    body = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
     return [{"params": body, "lr": lr, "name": "body"},
             {"params": list(head_of(model).parameters()), "lr": head_lr or lr, "name": "head"}]
 

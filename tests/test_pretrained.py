@@ -178,3 +178,43 @@ def test_extract_features_and_cache(tmp_path, monkeypatch):
         backbone[0].weight.add_(1.0)  # new weights -> the stale cache is replaced
     changed = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
     assert not torch.allclose(changed[0], first[0])
+
+
+def test_param_groups_split_head_and_skip_frozen():
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None)
+    P.replace_head(model, 4)
+    for p in model.conv1.parameters():
+        p.requires_grad_(False)
+    body, head = P.param_groups(model, 1e-3, 1e-2)
+    assert (body["lr"], head["lr"]) == (1e-3, 1e-2)
+    assert {id(p) for p in head["params"]} == {id(model.fc.weight), id(model.fc.bias)}
+    assert id(model.conv1.weight) not in {id(p) for p in body["params"]}
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in (body, head) for p in g["params"]) == trainable
+
+
+def test_predict_with_flips_averages_image_and_mirror():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
+    x, y = torch.randn(5, 2, 3, 3), torch.arange(5) % 4
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=2)
+    probs, labels = P.predict_with_flips(model, loader, "cpu")
+    with torch.no_grad():
+        expected = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+    assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-6) and (labels == y.numpy()).all()
+
+
+def test_load_finetuned_rebuilds_the_saved_model(tmp_path):
+    from course_utils.train import save_checkpoint
+
+    torch.manual_seed(0)
+    model = P.build_backbone("resnet18", n_classes=4).eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, metric="val_loss", value=0.1, meta={"name": "resnet18", "n_classes": 4, "size": 32})
+    loaded, meta = P.load_finetuned(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert meta["size"] == 32 and not loaded.training
