@@ -10,7 +10,9 @@
 * checkpoints under ``checkpoints/<profile>/`` that never replace a better model, and a
   "last state" file from which an interrupted run resumes (model, optimizer, scheduler,
   history, epoch);
-* optional channels-last memory format and, on CUDA, mixed precision (``torch.autocast``).
+* optional channels-last memory format and, on CUDA, mixed precision (``torch.autocast``);
+* a model wrapped in ``DistributedDataParallel`` with a ``DistributedSampler`` behind its
+  loader trains the same way on several processes (``course_utils.distributed``).
 
 With the same seed and data order (``course_utils.data.make_loader``) a run on the CPU
 gives the same numbers every time, and a resumed run the same numbers as one that was
@@ -169,7 +171,7 @@ def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, 
         if not _is_better(value, stored["value"], mode):
             return False
     payload = {
-        "model": model.state_dict(),
+        "model": _plain(model).state_dict(),
         "metric": {"name": metric, "value": float(value), "mode": mode},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -306,6 +308,20 @@ def _loader_generators(loader) -> list[torch.Generator]:
     return found
 
 
+def _plain(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` wrapper, so a checkpoint loads without it."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _set_epoch(loader, epoch: int) -> None:
+    """Tell a ``DistributedSampler`` (behind the loader's batch sampler) which epoch starts:
+    it reshuffles every process's shard with the same permutation."""
+    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "sampler", None), "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+            return
+
+
 def _clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -394,6 +410,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
         began = time.perf_counter()
         lr = _current_lr(optimizer)
         batch_scheduler = scheduler if scheduler_step == "batch" else None
+        _set_epoch(train_loader, epoch)
         train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, loss_fn, batch_scheduler,
                                                 channels_last=channels_last, amp=amp)
         if val_loader is not None and math.isfinite(train_loss):
