@@ -18,8 +18,9 @@ import re
 import sys
 from pathlib import Path
 
+from course_utils.lessons import lessons
+
 BOOK_DIR = Path(__file__).resolve().parent
-NOTEBOOK_DIR = BOOK_DIR.parent / "notebooks"
 TOC_PATH = BOOK_DIR / "_toc.yml"
 
 #: The syllabus' parts: (caption, first lesson number, last lesson number).
@@ -32,27 +33,18 @@ PARTS: list[tuple[str, int, int]] = [
     ("Part V — Beyond", 14, 99),
 ]
 
-LESSON_NAME = re.compile(r"^(\d{2})_.+\.md$")
 
 
-def is_lesson(path: Path) -> bool:
-    """A lesson is ``notebooks/NN_slug.md`` starting with a jupytext header.
-
-    The same rule as the notebook tests' collector in ``conftest.py``, plus the file name.
-    """
-    if not LESSON_NAME.match(path.name) or not path.is_file():
-        return False
-    head = path.read_text(encoding="utf-8")[:400]
-    return head.startswith("---") and "jupytext:" in head
-
-
-def find_lessons(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """Every lesson file, sorted by name (so by lesson number)."""
-    return sorted(p for p in notebook_dir.glob("*.md") if is_lesson(p))
+def find_lessons(folder: Path | None = None) -> list[Path]:
+    """Every lesson file, sorted by name (so by lesson number): the rule of
+    ``course_utils.lessons``, the same one the notebook tests use to collect lessons."""
+    return lessons(folder) if folder is not None else lessons()
 
 
 def part_of(lesson: Path) -> str:
-    """The caption of the part a lesson belongs to, from its number."""
+    """The caption of the part a lesson belongs to, from its number (``NN_slug.md``)."""
+    if not re.match(r"^\d{2}_", lesson.name):
+        raise ValueError(f"{lesson.name}: a lesson's file name starts with its two-digit number, e.g. 14_slug.md")
     number = int(lesson.name[:2])
     for caption, first, last in PARTS:
         if first <= number <= last:

@@ -8,6 +8,7 @@ stored output that nbval compares with what the cell prints.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -16,19 +17,24 @@ import nbformat
 LESSON_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def is_lesson(path: Path) -> bool:
-    """A lesson is a Markdown file in ``notebooks/`` that starts with a jupytext header."""
+def is_lesson(path: Path, folder: Path = LESSON_DIR) -> bool:
+    """A lesson is ``NN_slug.md`` in ``notebooks/`` (or ``folder``), starting with a jupytext header.
+
+    One rule for everything that looks for lessons: the notebook tests, the book's table of
+    contents and the lesson checks.
+    """
     path = Path(path)
-    if path.suffix != ".md" or path.resolve().parent != LESSON_DIR:
+    if (path.suffix != ".md" or not re.match(r"^\d{2}_", path.name) or not path.is_file()
+            or path.resolve().parent != Path(folder).resolve()):
         return False
     with open(path, encoding="utf-8") as f:
         head = f.read(400)
     return head.startswith("---") and "jupytext:" in head
 
 
-def lessons() -> list[Path]:
+def lessons(folder: Path = LESSON_DIR) -> list[Path]:
     """All lesson files, in course order."""
-    return sorted(p for p in LESSON_DIR.glob("*.md") if is_lesson(p))
+    return sorted(p for p in Path(folder).glob("*.md") if is_lesson(p, folder))
 
 
 def read_lesson(path: str | Path, as_version: int = 4) -> nbformat.NotebookNode:

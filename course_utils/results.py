@@ -62,22 +62,48 @@ def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict
     return row
 
 
+#: Readable headers for the numbers lessons record (others are shown under their own name).
+HEADERS = {
+    "name": "model / run",
+    "val_acc": "validation acc.",
+    "test_acc": "official test acc.",
+    "official_acc": "official test acc.",
+    "clean_acc": "leakage-free test acc.",
+    "leaked_acc": "acc. on leaked test images",
+    "clean_n": "leakage-free test images",
+    "minutes": "minutes",
+    "epochs": "epochs",
+}
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def to_markdown(table: dict) -> str:
-    """Render the results as one Markdown table, a row per recorded result."""
-    columns = ["lesson", "name"]
+    """Render the results as Markdown: one table per lesson, with the columns that lesson records.
+
+    Lessons record different things (accuracies, minutes, sparsity, latency...), so each
+    lesson's table has only its own columns, in the order they were first recorded, then
+    where and when they were measured.
+    """
+    by_lesson: dict[str, list[dict]] = {}
     for row in table.values():
-        for key in row:
-            if key not in columns and key not in ("machine", "date"):
-                columns.append(key)
-    columns += ["machine", "date"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in table.values():
-        cells = []
-        for key in columns:
-            value = row.get(key, "")
-            cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        by_lesson.setdefault(str(row["lesson"]), []).append(row)
+    blocks = []
+    for lesson in sorted(by_lesson):
+        rows = by_lesson[lesson]
+        columns = ["name"]
+        for row in rows:
+            columns += [k for k in row if k not in columns and k not in ("lesson", "machine", "date")]
+        columns += ["machine", "date"]
+        lines = [f"## Lesson {lesson}", "",
+                 "| " + " | ".join(HEADERS.get(c, c.replace("_", " ")) for c in columns) + " |",
+                 "|" + "---|" * len(columns)]
+        for row in rows:
+            lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
 
 
 def main() -> int:

@@ -66,4 +66,8 @@ def test_results_are_written_only_in_full_profile(tmp_path, monkeypatch):
     assert list(table) == ["05/mlp", "08/cnn"]
     assert table["05/mlp"]["test_acc"] == 0.92 and "minutes" not in table["05/mlp"]
     markdown = results.to_markdown(table)
-    assert markdown.count("\n") == 4 and "| 08 | cnn | 0.97 |" in markdown
+    assert markdown.index("## Lesson 05") < markdown.index("## Lesson 08")
+    lesson05, lesson08 = markdown.split("## Lesson 08")
+    assert "| model / run | official test acc. | machine | date |" in lesson05  # no minutes: none recorded
+    assert "| mlp | 0.92 |" in lesson05 and "cnn" not in lesson05
+    assert "| cnn | 0.97 |" in lesson08 and lesson08.count("\n|") == 3  # header, rule, one row
