@@ -15,6 +15,9 @@ only difference is the skip connections. That is what lesson 09 compares.
 ``layer_gradient_norms`` measures, after one backward pass, the gradient norm of every
 convolution's weight, from the input side to the output side: the quantity that shows
 gradients vanishing in a deep plain network and not in its residual twin.
+
+``recalibrate_batch_norm`` recomputes the batch-norm statistics of a trained network on
+clean images ("precise BN"), the statistics that evaluation mode uses.
 """
 
 from __future__ import annotations
@@ -183,3 +186,32 @@ def layer_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, loader, device: torch.device | str = "cpu",
+                           channels_last: bool = False) -> nn.Module:
+    """Recompute every batch-norm layer's running mean and variance on ``loader``, in place.
+
+    During training, the running averages that evaluation mode uses are exponential averages
+    (momentum 0.1) of the statistics of *augmented* batches, collected while the weights were
+    still changing. With the final weights fixed, one pass over clean training images in
+    training mode, with ``momentum=None`` (an equal-weight average over the batches), gives
+    statistics that match the images evaluation will see ("precise BN", Wu and Johnson 2021).
+    Only the batch-norm buffers change, never a weight. Returns the model, in the mode it had.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for x, _ in loader:
+        x = x.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        model(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.train(was_training)

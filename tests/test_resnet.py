@@ -14,6 +14,7 @@ from course_utils.resnet import (
     count_parameters,
     layer_gradient_norms,
     main_path_convs,
+    recalibrate_batch_norm,
 )
 
 
@@ -114,3 +115,22 @@ def test_deep_plain_net_gradients_vanish_but_residual_ones_do_not():
         else:  # the identity path keeps the first layer's gradient comparable to the last's
             assert norms[0] > 1e-2 * norms[-1]
     assert first["SmallResNet"] > 1e6 * first["PlainNet"]
+
+
+def test_recalibrate_batch_norm_sets_exact_statistics_and_keeps_weights():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3)).eval()
+    net[1].running_mean.fill_(5.0)  # stale statistics, as after training on other images
+    weights = [p.clone() for p in net.parameters()]
+    x = torch.randn(8, 1, 6, 6) * 2 + 1
+    loader = [(x[:4], None), (x[4:], None)]  # two equal batches
+    out = recalibrate_batch_norm(net, loader)
+    assert out is net and not net.training and net[1].momentum == 0.1
+    with torch.no_grad():
+        h = net[0](x)
+    batch_means = torch.stack([h[:4].mean(dim=(0, 2, 3)), h[4:].mean(dim=(0, 2, 3))])
+    batch_vars = torch.stack([h[:4].var(dim=(0, 2, 3)), h[4:].var(dim=(0, 2, 3))])  # unbiased, as BN keeps
+    assert torch.allclose(net[1].running_mean, batch_means.mean(0), atol=1e-5)
+    assert torch.allclose(net[1].running_mean, h.mean(dim=(0, 2, 3)), atol=1e-5)  # equal batches: the overall mean
+    assert torch.allclose(net[1].running_var, batch_vars.mean(0), atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
