@@ -6,7 +6,7 @@ PY := $(BIN)/python
 # pytest-xdist: two workers, one whole notebook or test module per worker.
 JOBS ?= 2
 
-.PHONY: help setup test unit notebooks lab data cache results book book-test clean
+.PHONY: help setup test unit notebooks lab app data cache results book book-test clean
 
 help:
 	@echo "make setup      create .venv and install the course with its test tools"
@@ -14,6 +14,7 @@ help:
 	@echo "make unit       unit tests only"
 	@echo "make notebooks  every lesson under nbval (smoke profile)"
 	@echo "make lab        open the course in JupyterLab (lessons open as notebooks)"
+	@echo "make app        the lesson-15 MRI classifier as a standalone web app (Voila) on http://127.0.0.1:8866"
 	@echo "make data       download the MRI dataset into data/ and verify it"
 	@echo "make results    render results/RESULTS.md from results/results.json"
 	@echo "make book       the course as an HTML book in book/_build/html (COURSE_PROFILE, default full)"
@@ -52,6 +53,11 @@ lab:
 	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# The lesson-15 app alone, served by Voila (in COURSE_PROFILE, full unless set): it uses the
+# models lessons 08, 10 and 11 saved in that profile.
+app:
+	$(PY) -m course_utils.app serve
+
 data:
 	$(PY) -m course_utils.data download
 
@@ -70,6 +76,7 @@ book:
 	$(PY) -m course_utils.results
 	COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
 
+# The built book and the Voila app in headless Chromium (run after `make notebooks` and `make book`).
 book-test:
 	$(PY) -m pytest tests/browser -v
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BROWSER_TESTS = {"test_book.py"}
+BROWSER_TESTS = {"test_book.py", "test_voila_app.py"}
 
 
 def _named_explicitly(config) -> bool:

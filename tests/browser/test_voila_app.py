@@ -1,0 +1,208 @@
+"""The lesson-15 app served by Voilà and used in a real browser (Chromium via Playwright), offline.
+
+Starts Voilà on a free port of 127.0.0.1 (no token, no browser of its own) with the app
+notebook that ``course_utils.app`` extracts from the lesson, in the ``smoke`` profile, and
+then, in Chromium:
+
+1. opens the app and waits for its first answer (the first gallery slice): probabilities
+   and a Grad-CAM overlay appear;
+2. chooses another gallery slice and another model: the app answers for them;
+3. uploads a text file, then 12 MB of noise: the error message is shown and the results
+   are cleared;
+4. uploads a real slice: the app answers again; then a gallery slice works again.
+
+Requests to any other host are blocked (the page must work offline; Voilà's template links
+an icon font on a CDN, which is allowed to fail). The server and its kernels are stopped at
+the end. Needs the trained smoke checkpoints (``make notebooks`` makes them) and the dataset
+(``BRAIN_MRI_DIR``); skips with the reason otherwise. Run with ``make book-test`` or
+``pytest tests/browser/test_voila_app.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from course_utils import app
+from course_utils.data import DatasetNotFoundError, locate_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PROFILE = "smoke"
+TIMEOUT_MS = 90_000  # the first answer: kernel start, imports, loading a model
+
+pytest.importorskip("voila", reason="Voilà is not installed (pip install voila)")
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+MISSING = [lesson for lesson, present in app.available_models(profile=PROFILE).items() if not present]
+if len(MISSING) == len(app.MODEL_NAMES):
+    pytest.skip(f"no trained model in the {PROFILE} profile: run the lessons first (make notebooks)",
+                allow_module_level=True)
+try:
+    DATASET = locate_dataset()
+except DatasetNotFoundError as error:
+    pytest.skip(f"the dataset is needed for the gallery: {error}", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Voilà serving the app notebook; yields its URL. Stops the server and its kernels after."""
+    folder = tmp_path_factory.mktemp("voila")
+    notebook = app.write_app_notebook(folder / "mri_classifier_app.ipynb")
+    port = free_port()
+    env = {**os.environ, "COURSE_PROFILE": PROFILE, "BRAIN_MRI_DIR": str(DATASET)}
+    log = open(folder / "voila.log", "w")
+    process = subprocess.Popen(app.voila_command(notebook, port), cwd=folder, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # a static file answers as soon as the server is up, without starting a kernel
+            try:
+                with urllib.request.urlopen(f"{url}/voila/static/voila.js", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Voilà did not start:\n{(folder / 'voila.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        # The server and the kernels it started share the process group made for it.
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+    assert process.poll() is not None, "Voilà is still running"
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.remote, page.errors = [], []
+
+        def route(route):
+            url = route.request.url
+            if url.startswith(("data:", "blob:")) or urlparse(url).hostname == "127.0.0.1":
+                route.continue_()
+            else:
+                page.remote.append(url)
+                route.abort()
+
+        page.route("**/*", route)
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.goto(server, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+STATUS = """([kind, text]) => {
+    const box = document.querySelector('.mri-app-status .mri-app-' + kind);
+    return !!box && box.innerText.includes(text);
+}"""
+
+IMAGES = """() => [...document.querySelectorAll('img.mri-app-chart, img.mri-app-overlay')]
+    .map(img => ({cls: img.className, width: img.naturalWidth, visible: img.checkVisibility()}))"""
+
+
+def wait_for_status(page, kind: str, text: str = "", timeout: int = 30_000) -> str:
+    """Wait until the status line is of ``kind`` (ok, error, info) and contains ``text``."""
+    try:
+        page.wait_for_function(STATUS, arg=[kind, text], timeout=timeout)
+    except Exception:
+        shown = page.locator(".mri-app-status").inner_text() if page.locator(".mri-app-status").count() else "(no app)"
+        raise AssertionError(f"expected a {kind} status containing {text!r}; the page shows: {shown}") from None
+    return page.locator(".mri-app-status").inner_text()
+
+
+def shows_result(page) -> bool:
+    images = page.evaluate(IMAGES)
+    return len(images) == 2 and all(i["width"] > 100 and i["visible"] for i in images)
+
+
+def probabilities(page) -> dict[str, float]:
+    rows = page.locator("table.mri-app-probabilities tr").all_inner_texts()
+    return {row.split()[0]: float(row.split()[-1].rstrip("%")) for row in rows}
+
+
+def upload(page, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator(".mri-app-upload").click()
+    chooser.value.set_files(str(path))
+
+
+def test_app_in_the_browser(page, tmp_path):
+    items = app.gallery()
+    # 1. the first answer: the first gallery slice with the default model
+    status = wait_for_status(page, "ok", items[0].title, timeout=TIMEOUT_MS)
+    assert "top class" in status
+    page.wait_for_function("() => document.querySelectorAll('img.mri-app-overlay').length > 0")
+    assert shows_result(page), page.evaluate(IMAGES)
+    probs = probabilities(page)
+    assert sorted(probs) == sorted(app.CLASSES) and abs(sum(probs.values()) - 100) < 0.5
+
+    # 2. another slice, then another model
+    other = items[-1]
+    page.locator(".mri-app-gallery select").select_option(label=other.title)
+    wait_for_status(page, "ok", other.title)
+    assert shows_result(page)
+    present = [lesson for lesson, ok in app.available_models(profile=PROFILE).items() if ok]
+    chosen = present[0]
+    page.locator(".mri-app-model select").select_option(value=app.MODEL_NAMES[chosen])
+    wait_for_status(page, "ok", f"lesson-{chosen} model")
+    assert shows_result(page)
+
+    # 3. a text file: a clear error, no stale result
+    text = tmp_path / "notes.txt"
+    text.write_text("Patient notes: this is not an image.\n")
+    upload(page, text)
+    message = wait_for_status(page, "error", "not an image")
+    assert "notes.txt" in message
+    assert not shows_result(page)
+
+    # a file over the server's default 10 MiB websocket limit still reaches the app's checks
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(os.urandom(12 * 2**20))
+    upload(page, noise)
+    assert "not an image" in wait_for_status(page, "error", "noise.bin")
+
+    # 4. a real slice as an upload (PNG bytes under a .jpg name), then the gallery again
+    scan = tmp_path / "scan.jpg"
+    app.load_gallery_image(items[1]).save(scan, "PNG")
+    upload(page, scan)
+    status = wait_for_status(page, "ok", "upload scan.jpg")
+    assert shows_result(page) and "folder:" not in status
+    page.locator(".mri-app-gallery select").select_option(label=items[2].title)
+    wait_for_status(page, "ok", items[2].title)
+    assert shows_result(page)
+
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    assert not page.errors, f"script errors: {page.errors}"
+    # Only Voilà's icon-font style sheets may have tried another host (and were blocked).
+    assert all("fontawesome" in url for url in page.remote), page.remote
