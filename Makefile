@@ -47,11 +47,13 @@ notebooks:
 	$(if $(LATER_LESSONS),$(NBVAL) $(LATER_LESSONS))
 
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as
-# notebooks on double-click.
+# notebooks on double-click. The larger websocket limit lets the lesson-15 app receive
+# uploads above the server's default 10 MiB (it refuses them itself, with a message).
 lab:
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) \
+		--ServerApp.tornado_settings='{"websocket_max_message_size": 104857600}'
 
 # The lesson-15 app alone, served by Voila (in COURSE_PROFILE, full unless set): it uses the
 # models lessons 08, 10 and 11 saved in that profile.
