@@ -626,15 +626,18 @@ class MRIDataset(torch.utils.data.Dataset):
 
 
 def make_loader(dataset: MRIDataset, batch_size: int, shuffle: bool, seed: int = 0,
-                drop_last: bool = False) -> torch.utils.data.DataLoader:
+                drop_last: bool = False, sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
     """A ``DataLoader`` that yields whole batches and whose order depends only on ``seed``.
 
     The images already sit in memory, so loading happens in the main process
-    (``num_workers=0``): no start-up cost, and the same order on every run.
+    (``num_workers=0``): no start-up cost, and the same order on every run. ``sampler``
+    replaces the default order (e.g. a ``DistributedSampler`` that gives each process its
+    own shard); ``shuffle`` and ``seed`` then belong to it.
     """
-    generator = torch.Generator().manual_seed(seed)
-    sampler = (torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
-               else torch.utils.data.SequentialSampler(dataset))
+    if sampler is None:
+        generator = torch.Generator().manual_seed(seed)
+        sampler = (torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
+                   else torch.utils.data.SequentialSampler(dataset))
     batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last=drop_last)
     # batch_size=None: each "index" the sampler yields is a list, and MRIDataset turns
     # the whole list into one batch.

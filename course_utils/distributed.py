@@ -41,6 +41,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .data import make_loader
+from .train import unwrap
+
 
 @dataclass
 class DistInfo:
@@ -94,8 +97,7 @@ def distributed_loader(dataset, batch_size: int, info: DistInfo, shuffle: bool =
         raise ValueError(f"the global batch size {batch_size} must be divisible by {info.world_size} processes")
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
                                                   shuffle=shuffle, seed=seed)
-    batches = torch.utils.data.BatchSampler(sampler, batch_size // info.world_size, drop_last=False)
-    return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=batches, num_workers=0)
+    return make_loader(dataset, batch_size // info.world_size, shuffle, sampler=sampler)
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
@@ -105,11 +107,6 @@ def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
         return model
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 @torch.no_grad()
@@ -144,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import CLASSES, MRIDataset, load_splits, make_loader, train_augmentation
+    from .data import CLASSES, MRIDataset, load_splits, train_augmentation
     from .models import SmallCNN
     from .profiles import setup
     from .train import checkpoint_dir, evaluate, fit

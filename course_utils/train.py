@@ -171,7 +171,7 @@ def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, 
         if not _is_better(value, stored["value"], mode):
             return False
     payload = {
-        "model": _plain(model).state_dict(),
+        "model": unwrap(model).state_dict(),
         "metric": {"name": metric, "value": float(value), "mode": mode},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -308,8 +308,9 @@ def _loader_generators(loader) -> list[torch.Generator]:
     return found
 
 
-def _plain(model: nn.Module) -> nn.Module:
-    """The model inside a ``DistributedDataParallel`` wrapper, so a checkpoint loads without it."""
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a ``DistributedDataParallel`` wrapper (or the model itself),
+    so that a checkpoint loads without the wrapper."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
