@@ -15,7 +15,7 @@ BOOK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NPM_DIR="$BOOK_DIR/_build/npm"
 OUT_DIR="$BOOK_DIR/_build/assets/widgets"
 STAMP="$OUT_DIR/.versions"
-WANT="html-manager@$HTML_MANAGER_VERSION requirejs@$REQUIREJS_VERSION setup@3"
+WANT="html-manager@$HTML_MANAGER_VERSION requirejs@$REQUIREJS_VERSION setup@4"
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -f "$OUT_DIR/embed-amd.js" ]]; then
     echo "widget assets up to date ($WANT)"
@@ -36,9 +36,11 @@ cp "$NPM_DIR/node_modules/requirejs/require.js" "$OUT_DIR/require.js"
 cp "$DIST/embed.js.LICENSE.txt" "$OUT_DIR/embed-amd.js.LICENSE.txt"   # (RequireJS: in its header)
 
 # widget-setup.js, loaded before RequireJS and the manager on pages with widgets:
-# 1. The manager locates its font files from the address RequireJS gives its module; by
-#    default a path next to the page, which does not exist. A global `require` object
-#    (RequireJS's documented way to configure it before it loads) maps it to this folder.
+# 1. Each of the manager's modules (@jupyter-widgets/base, controls, html-manager, ...)
+#    locates its font files (Font Awesome) from the address RequireJS gives that module; by
+#    default `notebooks/@jupyter-widgets/`, next to the page, which does not exist. A global
+#    `require` object (RequireJS's documented way to configure it before it loads) maps the
+#    whole `@jupyter-widgets` namespace to this folder, where the fonts are.
 # 2. ipywidgets typesets widget labels through MathJax 2's `MathJax.Hub.Queue`; the book
 #    has MathJax 3, so a small adapter forwards those calls to `MathJax.typesetPromise`.
 cat > "$OUT_DIR/widget-setup.js" <<'EOF'
@@ -46,7 +48,8 @@ cat > "$OUT_DIR/widget-setup.js" <<'EOF'
 var require = (function () {
     var here = new URL(".", document.currentScript.src).href;
     window.__jupyter_widgets_assets_path__ = here;
-    return { paths: { "@jupyter-widgets/html-manager/dist": here.replace(/\/$/, "") } };
+    var folder = here.replace(/\/$/, "");
+    return { paths: { "@jupyter-widgets": folder, "@jupyter-widgets/html-manager/dist": folder } };
 })();
 document.addEventListener("DOMContentLoaded", function () {
     var mj = window.MathJax;

@@ -41,6 +41,7 @@ if not (HTML / "index.html").is_file():
     pytest.skip(f"the book is not built ({HTML} is missing): run `make book` first",
                 allow_module_level=True)
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402  (only needed once built)
 
 
@@ -133,19 +134,80 @@ WIDGETS_DRAWN = """() => [...document.querySelectorAll('.widget-subarea')]
 
 
 # Visiting a page ------------------------------------------------------------------------
+#
+# A page is ready when the conditions the checks read are true: MathJax has typeset the page,
+# every saved widget view is drawn, every image has finished (loaded or failed) and the web
+# fonts are settled. The test waits for exactly these, never for network silence or a fixed
+# time: a font or script still in flight elsewhere must not decide whether the book passes.
+
+ALL_IMAGES_DONE = "() => [...document.images].every(img => img.complete)"
+FONTS_SETTLED = "async () => { await document.fonts.ready; return document.fonts.status; }"
+READY_TIMEOUT_MS = 30_000
 
 
 def settle(page) -> int:
-    """Wait for MathJax and the widget manager to finish; return the number of saved widgets."""
+    """Wait until the page is ready (see above); return the number of saved widget views.
+
+    A condition that does not come true in time is not an error here: the test that reads
+    it (widgets drawn, images loaded) reports the page with its numbers.
+    """
     page.evaluate(WAIT_FOR_MATHJAX)
     views = page.evaluate(WIDGET_VIEWS)
+    conditions = [ALL_IMAGES_DONE]
     if views:
+        conditions.append(f"() => ({WIDGETS_DRAWN})() >= {views}")
+    for condition in conditions:
         try:
-            page.wait_for_function(f"() => ({WIDGETS_DRAWN})() >= {views}", timeout=30_000)
-        except Exception:  # the count mismatch is what test_widgets_render reports
+            page.wait_for_function(condition, timeout=READY_TIMEOUT_MS)
+        except PlaywrightTimeoutError:
             pass
-    page.wait_for_load_state("networkidle")
+    page.evaluate(FONTS_SETTLED)
+    page.evaluate(WAIT_FOR_MATHJAX)  # widget labels are typeset through MathJax too
     return views
+
+
+REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
+
+
+def redirect_target(page_path: str) -> str | None:
+    """The page a forwarding page (``<meta http-equiv="Refresh">``) sends the reader to."""
+    match = REFRESH.search((HTML / page_path).read_text(encoding="utf-8")[:2000])
+    if not match:
+        return None
+    return (Path(page_path).parent / match.group(1)).as_posix().removeprefix("./")
+
+
+def open_page(context, server: str, page_path: str, report: dict):
+    """Open a page of the book with every request to another host blocked and recorded.
+
+    Blocking (rather than letting the browser try) keeps a page from waiting on a host that
+    cannot be reached offline; ``report`` collects what went wrong for the tests to assert.
+    """
+    page = context.new_page()
+
+    def route(route):
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "about:")) or urlparse(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            report["remote"].append(url)
+            route.abort()
+
+    page.route("**/*", route)
+    page.on("requestfailed", lambda r: report["failed"].append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and report["failed"].append(f"{r.url} (HTTP {r.status})"))
+    page.on("pageerror", lambda e: report["errors"].append(str(e)))
+    page.on("console", lambda m: m.type == "error" and report["console"].append(m.text))
+    page.goto(f"{server}/{page_path}", wait_until="load", timeout=60_000)
+    target = redirect_target(page_path)
+    if target:  # a page that only forwards (index.html): wait for the page it forwards to
+        page.wait_for_url(f"{server}/{target}", wait_until="load", timeout=60_000)
+    report["widget_views"] = settle(page)
+    return page
+
+
+def new_report() -> dict:
+    return {"failed": [], "remote": [], "errors": [], "console": []}
 
 
 @pytest.fixture(scope="module")
@@ -163,25 +225,8 @@ def visit(server, context):
     def _visit(page_path: str) -> dict:
         if page_path in cache:
             return cache[page_path]
-        report = {"failed": [], "remote": [], "errors": [], "console": []}
-        page = context.new_page()
-
-        def route(route):
-            url = route.request.url
-            if url.startswith(("data:", "blob:", "about:")) or urlparse(url).hostname == "127.0.0.1":
-                route.continue_()
-            else:
-                report["remote"].append(url)
-                route.abort()
-
-        page.route("**/*", route)
-        page.on("requestfailed", lambda r: report["failed"].append(f"{r.url} ({r.failure})"))
-        page.on("response", lambda r: r.status >= 400 and report["failed"].append(f"{r.url} (HTTP {r.status})"))
-        page.on("pageerror", lambda e: report["errors"].append(str(e)))
-        page.on("console", lambda m: m.type == "error" and report["console"].append(m.text))
-
-        page.goto(f"{server}/{page_path}", wait_until="networkidle", timeout=60_000)
-        report["widget_views"] = settle(page)
+        report = new_report()
+        page = open_page(context, server, page_path, report)
         report["widgets_drawn"] = page.evaluate(WIDGETS_DRAWN)
         report["math"] = page.evaluate(MATH_STATE)
         report["raw_tex"] = page.evaluate(RAW_TEX)
@@ -290,9 +335,8 @@ def test_screenshots(server, context, visit):
     if built_lessons:
         shots["lesson.png"] = (with_widgets or built_lessons)[0]
     for name, page_path in shots.items():
-        page = context.new_page()
-        page.goto(f"{server}/{page_path}", wait_until="networkidle", timeout=60_000)
-        settle(page)
+        report = new_report()
+        page = open_page(context, server, page_path, report)
         page.screenshot(path=str(SCREENSHOTS / name))
         if name == "lesson.png" and with_widgets:
             widget = page.locator(".widget-subarea").last
@@ -300,3 +344,4 @@ def test_screenshots(server, context, visit):
             widget.screenshot(path=str(SCREENSHOTS / "widget.png"))
         page.close()
         assert (SCREENSHOTS / name).stat().st_size > 10_000
+        assert not report["remote"] and not report["failed"], f"{page_path}: {report}"
