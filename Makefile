@@ -69,9 +69,11 @@ cache:
 results:
 	$(PY) -m course_utils.results
 
-# The book executes every lesson in COURSE_PROFILE (full unless set; CI sets smoke). Outputs
-# are cached per profile in book/_build/.jupyter_cache: a rebuild re-runs only lessons whose
-# code changed (after a change in course_utils alone, `make clean` first).
+# The book shows every lesson executed in COURSE_PROFILE (full unless set; CI sets smoke).
+# A lesson that passed `make notebooks` in the same profile is shown as that run and not
+# executed again; any other is executed by the build. Outputs are cached per profile in
+# book/_build/.jupyter_cache: a rebuild re-runs only lessons whose code changed (after a
+# change in course_utils alone, `make clean` or `make notebooks` first).
 book:
 	$(PY) book/make_toc.py
 	bash book/fetch_assets.sh

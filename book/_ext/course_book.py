@@ -4,6 +4,11 @@
   not by ``COURSE_PROFILE``; without this a ``smoke`` build would serve its tiny outputs to a
   later ``full`` build. The cache lives in ``_build/.jupyter_cache/<profile>``, and the
   profile is a config value, so switching profiles re-reads every page.
+* **Each lesson executed once.** The notebook tests (``make notebooks``) save every lesson
+  that passed (``course_utils.executed``); before reading the lessons, the build takes those
+  runs into its cache, so a lesson whose code is unchanged since it was tested is shown as
+  tested, not executed again. With ``COURSE_BOOK_TESTED_ONLY=1`` (as CI sets it) a lesson
+  that would have to be executed here is a warning (an error under ``-W``).
 * **No CDN.** Jupyter Book always loads sphinx-thebe, which writes a script holding a CDN
   address (unpkg) into every page even when live code is off, as it is here; those two
   scripts are dropped from the pages.
@@ -21,6 +26,8 @@ from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.util import logging
 
+from course_utils.executed import prime_book_cache
+
 logger = logging.getLogger(__name__)
 
 WIDGET_FILES = ("widget-setup.js", "require.js", "embed-amd.js")
@@ -37,6 +44,23 @@ def set_profile_cache(app: Sphinx, config: Config) -> None:
         build_dir = Path(app.outdir).parent
         config.nb_execution_cache_path = str(build_dir / ".jupyter_cache" / config.course_profile)
     logger.info(f"[course_book] profile={config.course_profile} cache={config.nb_execution_cache_path}")
+
+
+def take_in_tested_runs(app: Sphinx, config: Config) -> None:
+    primed, missing = prime_book_cache(config.nb_execution_cache_path, config.course_profile)
+    app.course_tested_runs = [f"notebooks/{stem}" for stem in primed]
+    logger.info(f"[course_book] new tested runs taken in: {', '.join(primed) or 'none'}; "
+                f"lessons to execute: {', '.join(missing) or 'none'}")
+    if missing and os.environ.get("COURSE_BOOK_TESTED_ONLY") == "1":
+        logger.warning(
+            f"lessons without a tested run in the {config.course_profile} profile: "
+            f"{', '.join(missing)}; run `make notebooks` (same COURSE_PROFILE) before `make book`"
+        )
+
+
+def reread_tested_lessons(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """Pages whose lesson has a newly taken-in run are read again, though their text is unchanged."""
+    return [doc for doc in getattr(app, "course_tested_runs", []) if doc in env.found_docs]
 
 
 def check_widget_assets(app: Sphinx, config: Config) -> None:
@@ -68,6 +92,8 @@ def setup(app: Sphinx) -> dict:
     app.add_config_value("course_profile", "full", "env")
     # priority < 500: before myst-nb reads its configuration
     app.connect("config-inited", set_profile_cache, priority=400)
+    app.connect("config-inited", take_in_tested_runs, priority=450)
     app.connect("config-inited", check_widget_assets)
+    app.connect("env-get-outdated", reread_tested_lessons)
     app.connect("html-page-context", drop_thebe_scripts, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
