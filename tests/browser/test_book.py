@@ -345,3 +345,14 @@ def test_screenshots(server, context, visit):
         page.close()
         assert (SCREENSHOTS / name).stat().st_size > 10_000
         assert not report["remote"] and not report["failed"], f"{page_path}: {report}"
+
+
+@pytest.mark.parametrize("page_path", [p for p in PAGES if redirect_target(p) is None])
+def test_favicon_and_logo_exist(page_path):
+    """Every page names a favicon and shows the logo, and both files are in the built site."""
+    text = (HTML / page_path).read_text(encoding="utf-8")
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', text)
+    logo = re.search(r'<img src="([^"]+)" class="logo__image', text)
+    assert icon and logo, "no favicon link or no logo image"
+    for found in (icon, logo):
+        assert (HTML / Path(page_path).parent / found.group(1)).is_file(), f"missing {found.group(1)}"
