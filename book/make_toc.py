@@ -67,7 +67,8 @@ def render_toc(lessons: list[Path]) -> str:
             continue
         lines += [f'  - caption: "{caption}"', "    chapters:"]
         lines += [f"      - file: notebooks/{p.stem}" for p in members]
-    lines += ['  - caption: "Back matter"', "    chapters:", "      - file: references"]
+    lines += ['  - caption: "Back matter"', "    chapters:", "      - file: results",
+              "      - file: references"]
     return "\n".join(lines) + "\n"
 
 
