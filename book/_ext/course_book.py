@@ -9,6 +9,9 @@
   runs into its cache, so a lesson whose code is unchanged since it was tested is shown as
   tested, not executed again. With ``COURSE_BOOK_TESTED_ONLY=1`` (as CI sets it) a lesson
   that would have to be executed here is a warning (an error under ``-W``).
+* **Lessons as notebooks to download.** Each lesson page's download menu offers the lesson
+  as an ``.ipynb`` file (no outputs), written by jupytext from the lesson's Markdown during
+  the build, next to the Markdown source in ``_sources/``.
 * **No CDN.** Jupyter Book always loads sphinx-thebe, which writes a script holding a CDN
   address (unpkg) into every page even when live code is off, as it is here; those two
   scripts are dropped from the pages.
@@ -22,11 +25,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jupytext
 from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.util import logging
 
 from course_utils.executed import prime_book_cache
+from course_utils.lessons import is_lesson
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,21 @@ def reread_tested_lessons(app: Sphinx, env, added, changed, removed) -> list[str
     return [doc for doc in getattr(app, "course_tested_runs", []) if doc in env.found_docs]
 
 
+def offer_lesson_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Write the lesson as ``_sources/<page>.ipynb`` and list it in the page's download menu."""
+    if doctree is None or not pagename.startswith("notebooks/"):
+        return
+    source = Path(app.env.doc2path(pagename))
+    if not is_lesson(source.resolve(), source.resolve().parent):
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(str(source))
+    notebook.metadata.pop("jupytext", None)  # a plain notebook, not paired with a text file
+    jupytext.write(notebook, str(target), fmt="ipynb")
+    context["ipynb_source"] = f"{pagename}.ipynb"  # sphinx-book-theme's notebook download entry
+
+
 def check_widget_assets(app: Sphinx, config: Config) -> None:
     for static in config.html_static_path:
         folder = Path(app.confdir) / static / "widgets"
@@ -96,4 +116,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", check_widget_assets)
     app.connect("env-get-outdated", reread_tested_lessons)
     app.connect("html-page-context", drop_thebe_scripts, priority=900)
+    # before sphinx-book-theme (priority 501) builds the download menu
+    app.connect("html-page-context", offer_lesson_notebook, priority=450)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

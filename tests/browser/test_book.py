@@ -356,3 +356,20 @@ def test_favicon_and_logo_exist(page_path):
     assert icon and logo, "no favicon link or no logo image"
     for found in (icon, logo):
         assert (HTML / Path(page_path).parent / found.group(1)).is_file(), f"missing {found.group(1)}"
+
+
+@pytest.mark.parametrize("lesson_page", lessons())
+def test_lesson_downloads_as_notebook(lesson_page):
+    """A lesson page's download menu offers the lesson as an .ipynb: its code, no outputs."""
+    import jupytext
+    import nbformat
+
+    text = (HTML / lesson_page).read_text(encoding="utf-8")
+    link = re.search(r'href="([^"]+\.ipynb)"', text)
+    assert link, "no .ipynb in the page's download menu"
+    notebook = nbformat.read(str(HTML / Path(lesson_page).parent / link.group(1)), as_version=4)
+    nbformat.validate(notebook)
+    lesson = jupytext.read(str(ROOT / lesson_page.replace(".html", ".md")))
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    assert code == [c.source for c in lesson.cells if c.cell_type == "code"]
+    assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code")
