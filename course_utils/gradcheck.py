@@ -42,6 +42,20 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-5) -
     return grad
 
 
+def numerical_gradient_array(f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray,
+                             h: float = 1e-5) -> np.ndarray:
+    """What a layer's backward pass must return for ``x``, given the upstream gradient ``dout``.
+
+    ``f()`` computes the layer's output array from ``x`` (read from its closure, as in
+    ``numerical_gradient``). The scalar ``L = sum(f() * dout)`` has ``dL/d out = dout`` exactly,
+    so its gradient with respect to ``x`` is the chain rule's ``sum_j dout_j * d out_j / d x_i``:
+    precisely what ``backward(dout, cache)`` computes. This is CS231n's
+    ``eval_numerical_gradient_array(f, x, df)``.
+    """
+    dout = np.asarray(dout, dtype=np.float64)
+    return numerical_gradient(lambda: float(np.sum(f() * dout)), x, h)
+
+
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     """Largest absolute difference, relative to the size of the gradients compared:
 
