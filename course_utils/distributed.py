@@ -143,14 +143,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from .data import CLASSES, MRIDataset, load_splits, train_augmentation
     from .models import SmallCNN
-    from .profiles import setup
+    from .profiles import setup, threads_from_env
     from .train import checkpoint_dir, evaluate, fit
 
     args = parse_args(argv)
     # The same seed in every process (the same initial weights everywhere); the CPU cores
     # shared out between the processes of this machine.
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    threads = int(os.environ.get("COURSE_THREADS", 0)) or max(1, (os.cpu_count() or 1) // local_processes)
+    threads = threads_from_env(default=max(1, (os.cpu_count() or 1) // local_processes))
     setup(seed=args.seed, threads=threads, verbose=int(os.environ.get("RANK", "0")) == 0)
     info = init_distributed(args.device)
     try:
