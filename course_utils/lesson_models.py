@@ -84,7 +84,7 @@ def _scalar(value) -> float:
     return float(values[0])
 
 
-def rebuild(meta: dict, state: dict, path: Path | str = "the checkpoint") -> nn.Module:
+def rebuild(meta: dict, state: dict, path: Path | str = "the checkpoint", architecture: str | None = None) -> nn.Module:
     """The network a checkpoint describes, with its weights, in evaluation mode.
 
     ``meta["config"]``: the course's ``SmallCNN`` (lesson 08); ``meta["name"]``: a pretrained
@@ -101,7 +101,8 @@ def rebuild(meta: dict, state: dict, path: Path | str = "the checkpoint") -> nn.
     else:
         raise ValueError(f"{path}: its meta does not say how to rebuild the model (keys {sorted(meta)}); "
                          f"re-run the lesson that saved it")
-    load_weights(model, {"model": state, "meta": meta}, Path(path))
+    load_weights(model, {"model": state, "architecture": architecture}, Path(path),
+                 model_is="the network its meta describes")
     return model.eval()
 
 
@@ -170,4 +171,4 @@ def load_lesson_model(lesson: str, profile: str | None = None) -> TrainedModel:
         raise CheckpointMissingError(missing_message(lesson, path, profile))
     checkpoint = read_checkpoint(path)
     meta = dict(checkpoint.get("meta") or {})
-    return TrainedModel(lesson=lesson, model=rebuild(meta, checkpoint["model"], path), meta=meta, path=path)
+    return TrainedModel(lesson=lesson, model=rebuild(meta, checkpoint["model"], path, checkpoint.get("architecture")), meta=meta, path=path)

@@ -198,14 +198,14 @@ def _first_difference(model: nn.Module, state: dict) -> str:
     return f"the model has no {extra[0]}" if extra else "their tensors differ"
 
 
-def load_weights(model: nn.Module, checkpoint: dict, path: Path) -> None:
+def load_weights(model: nn.Module, checkpoint: dict, path: Path, model_is: str = "the model given") -> None:
     """``model.load_state_dict(checkpoint["model"])``, or an ``ArchitectureMismatchError``
     naming both networks when the weights belong to another architecture."""
     try:
         unwrap(model).load_state_dict(checkpoint["model"])
     except RuntimeError as error:
         raise ArchitectureMismatchError(
-            f"{path} holds the weights of {stored_architecture(checkpoint)}, but the model given is "
+            f"{path} holds the weights of {stored_architecture(checkpoint)}, but {model_is} is "
             f"{architecture_of(model)} ({_first_difference(model, checkpoint['model'])}).\n"
             f"Load it into the network it was saved from, or train the new network under another "
             f"checkpoint name (or with resume=False)."
