@@ -426,8 +426,15 @@ def test_a_truncated_cache_is_rebuilt(fake_dataset, capsys):
     assert "Rebuilding the image cache" in capsys.readouterr().out
 
 
-def test_padding_a_long_strip_to_a_square_is_refused_before_allocating():
+def test_padding_a_long_strip_to_a_square_is_refused_before_allocating(monkeypatch):
     strip = Image.new("L", (200_000, 1))
+    real_new = Image.new
+
+    def guarded_new(mode, size, *args, **kwargs):  # 40 GB must never be asked for, even to fail
+        assert size[0] * size[1] <= 10**8, f"square_resize allocated a {size[0]} × {size[1]} canvas"
+        return real_new(mode, size, *args, **kwargs)
+
+    monkeypatch.setattr(data.Image, "new", guarded_new)
     with pytest.raises(data.ImageLoadError, match="200000 × 200000 px"):
         data.square_resize(strip, 32)
 

@@ -153,7 +153,9 @@ UPLOAD = textwrap.dedent("""
         uploads.append(buffer.getvalue())
     # From here on the process may grow by at most 512 MB: a padded square would need GBs.
     size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (size + 512 * 2**20, resource.RLIM_INFINITY))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    soft = size + 512 * 2**20 if hard == resource.RLIM_INFINITY else min(size + 512 * 2**20, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     for payload in uploads:
         ui.handle_upload(payload, "strip.png")
         print(ui.status.value.replace("\\n", " "))
