@@ -45,7 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import (CLASSES, DatasetNotFoundError, ImageLoadError, ImageSet, load_image, locate_dataset,
                    project_root, read_manifest, square_resize, to_grayscale)
-from .files import CourseFileError
+from .files import CourseFileError, atomic_write_text
 from .lesson_models import CheckpointMissingError, TrainedModel, checkpoint_path, load_lesson_model
 from .profiles import current_profile
 
@@ -627,10 +627,7 @@ def write_app_notebook(path: str | Path, lesson: str | Path | None = None) -> Pa
     """Write ``app_notebook(lesson)`` to ``path`` (an ``.ipynb``) and return the path."""
     import nbformat
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(app_notebook(lesson), str(path))
-    return path
+    return atomic_write_text(path, nbformat.writes(app_notebook(lesson)).rstrip("\n") + "\n")
 
 
 # The server drops websocket messages over 10 MiB (tornado's default), and with them any

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, dict_with, pid_alive,
+from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, atomic_write_csv, dict_with,
+                    pid_alive,
                     read_or_explain, torch_load)
 
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
@@ -142,10 +143,7 @@ def write_manifest(root: Path, path: Path | None = None) -> int:
             for file in sorted((root / split / label).iterdir()):
                 if file.is_file():
                     rows.append((split, label, file.name, file.stat().st_size, sha256_of(file)))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["split", "label", "filename", "size", "sha256"])
-        writer.writerows(rows)
+    atomic_write_csv(path, ["split", "label", "filename", "size", "sha256"], rows)
     return len(rows)
 
 

@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .data import make_loader
+from .files import atomic_torch_save
 from .train import unwrap
 
 
@@ -181,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = (time.perf_counter() - start) / 60
         identical = replicas_identical(model, info)
         if args.save_replicas is not None:
-            args.save_replicas.mkdir(parents=True, exist_ok=True)
-            torch.save(unwrap(model).state_dict(), args.save_replicas / f"rank{info.rank}.pt")
+            atomic_torch_save(unwrap(model).state_dict(), args.save_replicas / f"rank{info.rank}.pt")
         if info.is_main:
             test_loader = make_loader(MRIDataset(test_set, mean=mean, std=std), 256, shuffle=False)
             test = evaluate(unwrap(model), test_loader, info.device)

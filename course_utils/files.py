@@ -19,11 +19,13 @@ can take its place while the old bytes stay available for a look.
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -130,6 +132,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path``, atomically (see ``atomic_write``)."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
+    """Write a CSV table (``\\n`` line ends) to ``path``, atomically (see ``atomic_write``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 # --------------------------------------------------------------------------------------
