@@ -281,6 +281,14 @@ def _sweep_stale_downloads(parent: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _env_note(dest: Path) -> str:
+    """A reminder, when ``$BRAIN_MRI_DIR`` names another folder, that the lessons read that one."""
+    env = os.environ.get(DATA_ENV)
+    if not env or _is_env_folder(dest):
+        return ""
+    return f"\nNote: {DATA_ENV} is set, so the lessons read {env}, not this copy (unset {DATA_ENV} to use it)."
+
+
 def download_dataset(dest: Path | None = None, force: bool = False, *, connect_timeout: float = 15.0,
                      read_timeout: float = 60.0, deadline: float = 3600.0) -> Path:
     """Download the dataset into ``data/brain-tumor-mri`` and verify it.
@@ -298,7 +306,7 @@ def download_dataset(dest: Path | None = None, force: bool = False, *, connect_t
     if _looks_like_dataset(dest) and not force:
         verify_dataset(dest)
         print(f"The dataset is already at {dest} and all {len(read_manifest())} files match the "
-              f"manifest: nothing to download (--force downloads it again).")
+              f"manifest: nothing to download (--force downloads it again).{_env_note(dest)}")
         return dest
     limits = DownloadLimits(connect_timeout, read_timeout, deadline)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +322,7 @@ def download_dataset(dest: Path | None = None, force: bool = False, *, connect_t
             if dest.exists():
                 shutil.rmtree(dest)
             staging.rename(dest)
-            print(f"Dataset ready at {dest}")
+            print(f"Dataset ready at {dest}{_env_note(dest)}")
             return dest
         except Exception as error:  # try the next source, report all at the end
             errors.append(f"{name}: {type(error).__name__}: {error}")

@@ -499,7 +499,7 @@ def test_a_silent_network_gives_up_on_every_source_in_bounded_time(silent_server
     dest = tmp_path / "data" / "brain-tumor-mri"
     start = time.monotonic()
     with pytest.raises(data.DatasetNotFoundError) as info:
-        data.download_dataset(dest, connect_timeout=1, read_timeout=1, deadline=3)
+        data.download_dataset(dest, connect_timeout=1, read_timeout=1, deadline=2)
     elapsed = time.monotonic() - start
     message = str(info.value)
     assert "kagglehub: TimeoutError" in message and "GitHub mirror: TimeoutError" in message
@@ -511,7 +511,7 @@ def test_a_silent_network_gives_up_on_every_source_in_bounded_time(silent_server
 def test_the_mirror_is_tried_when_kagglehub_hangs(zip_server, hanging_kagglehub, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
     dest = tmp_path / "data" / "brain-tumor-mri"
-    assert data.download_dataset(dest, connect_timeout=2, read_timeout=2, deadline=4) == dest
+    assert data.download_dataset(dest, connect_timeout=1, read_timeout=1, deadline=2) == dest
     data.verify_dataset(dest)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["brain-tumor-mri"]
     assert "Dataset ready" in capsys.readouterr().out
