@@ -311,7 +311,7 @@ def download_dataset(dest: Path | None = None, force: bool = False, *, connect_t
     limits = DownloadLimits(connect_timeout, read_timeout, deadline)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_downloads(dest.parent)
-    errors = []
+    errors, timed_out = [], False
     for i, (name, fetch) in enumerate(SOURCES):
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".download-{os.getpid()}-"))
         try:
@@ -326,10 +326,13 @@ def download_dataset(dest: Path | None = None, force: bool = False, *, connect_t
             return dest
         except Exception as error:  # try the next source, report all at the end
             errors.append(f"{name}: {type(error).__name__}: {error}")
+            timed_out = timed_out or isinstance(error, TimeoutError)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    slow = ("If the network is slow rather than down, allow more time:\n"
+            "  python -m course_utils.data download --timeout 300 --deadline 7200\n" if timed_out else "")
     raise DatasetNotFoundError(
-        "Could not download the dataset:\n  " + "\n  ".join(errors) + "\n" + HOW_TO_GET_IT
+        "Could not download the dataset:\n  " + "\n  ".join(errors) + "\n" + slow + HOW_TO_GET_IT
     )
 
 
