@@ -5,7 +5,7 @@ The course keeps its work in files: decoded image caches, feature caches, checkp
 stuck on a damaged one:
 
 * **One writer.** ``atomic_write`` writes into a temporary file beside the target
-  (``<name>.<pid>.partial``), flushes it to disk, then renames it over the target in one
+  (``<name>.<pid>-<random>.partial``), flushes it to disk, then renames it over the target in one
   step. A crash, a full disk or a kill at any moment leaves either the old file or the new
   one, never half of one; on an error the temporary file is removed, and those that a killed
   process could not remove are swept away by the next write of the same file.
@@ -24,6 +24,7 @@ import errno
 import io
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -71,7 +72,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def partial_files(path: Path) -> list[Path]:
-    """The temporary files ``atomic_write`` makes for ``path`` (``<name>.<pid>.partial``)."""
+    """The temporary files ``atomic_write`` makes for ``path`` (``<name>.<pid>-<random>.partial``)."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
@@ -83,7 +84,7 @@ def sweep_partials(path: Path) -> list[Path]:
     killed mid-write cannot clean up after itself). Returns the files removed."""
     removed = []
     for partial in partial_files(path):
-        owner = partial.name[len(Path(path).name) + 1:-len(PARTIAL_SUFFIX)]
+        owner = partial.name[len(Path(path).name) + 1:-len(PARTIAL_SUFFIX)].split("-")[0]
         if owner.isdigit() and not pid_alive(int(owner)):
             partial.unlink(missing_ok=True)
             removed.append(partial)
@@ -93,16 +94,16 @@ def sweep_partials(path: Path) -> list[Path]:
 def atomic_write(path: str | Path, writer: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``writer(binary_file)`` so that it is never seen half-written.
 
-    The bytes go to ``<name>.<pid>.partial`` in the same folder, are flushed to disk, and
+    The bytes go to ``<name>.<pid>-<random>.partial`` in the same folder, are flushed to disk, and
     the temporary file is renamed over ``path``. On any error (including Ctrl+C) the
     temporary file is removed and the old ``path``, if any, is untouched; an ``OSError``
     (a full disk, no permission) becomes a ``FileWriteError`` naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_partials(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(3)}{PARTIAL_SUFFIX}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_partials(path)
         with open(tmp, "wb") as f:
             writer(f)
             f.flush()

@@ -95,9 +95,9 @@ def test_a_full_disk_is_one_clear_error_and_leaves_no_debris(tmp_path, monkeypat
 
 def test_debris_of_a_killed_writer_is_swept_by_the_next_write(tmp_path):
     target = tmp_path / "model.pt"
-    dead = tmp_path / "model.pt.999999999.partial"  # no such process
+    dead = tmp_path / "model.pt.999999999-abcdef.partial"  # no such process
     dead.write_bytes(b"half")
-    alive = tmp_path / f"model.pt.{os.getppid()}.partial"  # a running process: maybe writing now
+    alive = tmp_path / f"model.pt.{os.getppid()}-abcdef.partial"  # a running process: maybe writing now
     alive.write_bytes(b"busy")
     atomic_torch_save({"a": 1}, target)
     assert not dead.exists() and alive.exists()
