@@ -15,10 +15,12 @@ help:
 	@echo "make notebooks  every lesson under nbval (smoke profile)"
 	@echo "make lab        open the course in JupyterLab (lessons open as notebooks)"
 	@echo "make app        the lesson-15 MRI classifier as a standalone web app (Voila) on http://127.0.0.1:8866"
-	@echo "make data       download the MRI dataset into data/ and verify it"
+	@echo "make data       download the MRI dataset into data/ and verify it (says so if it is already there)"
+	@echo "make cache      decode the dataset once into data/cache/ (32, 96 and 160 px)"
 	@echo "make results    render results/RESULTS.md from results/results.json"
 	@echo "make book       the course as an HTML book in book/_build/html (COURSE_PROFILE, default full)"
 	@echo "make book-test  open every page of the built book in Chromium and check it"
+	@echo "make clean      remove the built book and pytest's cache (data/ and checkpoints/ stay)"
 
 setup:
 	$(PYTHON) -m venv $(VENV)

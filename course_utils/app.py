@@ -45,6 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import (CLASSES, DatasetNotFoundError, ImageLoadError, ImageSet, load_image, locate_dataset,
                    project_root, read_manifest, square_resize, to_grayscale)
+from .files import CourseFileError, atomic_write_text
 from .lesson_models import CheckpointMissingError, TrainedModel, checkpoint_path, load_lesson_model
 from .profiles import current_profile
 
@@ -54,6 +55,10 @@ from .profiles import current_profile
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 30 * 1024 * 1024
 MIN_SIDE = 32
+# The app pads every image to a square before resizing it (as the training cache did), so a
+# long thin strip would become a huge square: 50000 × 32 px is 1.6 megapixels but pads to
+# 2500. MRI slices are close to square (the dataset's widest is 16:9); 10:1 leaves room.
+MAX_ASPECT = 10.0
 
 # The models the app offers, in course order, and what each one is.
 MODEL_NAMES: dict[str, str] = {
@@ -91,6 +96,8 @@ def decode_upload(payload: bytes | memoryview, name: str = "the file", max_pixel
     * an image with more than ``max_pixels`` pixels, checked from the header *before*
       decoding (Pillow reads the size without touching the pixel data);
     * an image smaller than ``min_side`` px on a side (nothing left to classify);
+    * a long thin strip (more than ``MAX_ASPECT`` : 1), whose padding to a square would
+      need a huge image (``check_dimensions``);
     * an image whose data is damaged or cut short.
     """
     payload = bytes(payload)
@@ -105,15 +112,7 @@ def decode_upload(payload: bytes | memoryview, name: str = "the file", max_pixel
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(payload))  # reads the header only
         with img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise UploadError(
-                    f"{name} is {width} × {height} px ({width * height / 1e6:.0f} megapixels); the app "
-                    f"refuses images over {max_pixels / 1e6:.0f} megapixels before decoding them "
-                    f"(an MRI slice has well under 1). Resize it and try again.")
-            if min(width, height) < min_side:
-                raise UploadError(f"{name} is only {width} × {height} px; the app needs at least "
-                                  f"{min_side} px on each side.")
+            check_dimensions(img.size, name, max_pixels, min_side)
             img.load()
             return to_grayscale(ImageOps.exif_transpose(img))
     except UploadError:
@@ -127,6 +126,33 @@ def decode_upload(payload: bytes | memoryview, name: str = "the file", max_pixel
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
         raise UploadError(f"{name} looks like an image but could not be decoded ({error}). "
                           f"Is the file complete?") from error
+
+
+def check_dimensions(size: tuple[int, int], name: str = "the file", max_pixels: int = MAX_PIXELS,
+                     min_side: int = MIN_SIDE, max_aspect: float = MAX_ASPECT) -> None:
+    """Refuse, with an ``UploadError``, any size whose decoding or padding would be too large.
+
+    Checked from the header, before anything is allocated: the pixels themselves
+    (``width × height``), the shape (a strip longer than ``max_aspect`` : 1), and the square
+    that ``square_resize`` pads the image to (``side × side``, ``side = max(width, height)``).
+    """
+    width, height = size
+    if width * height > max_pixels:
+        raise UploadError(
+            f"{name} is {width} × {height} px ({width * height / 1e6:.0f} megapixels); the app "
+            f"refuses images over {max_pixels / 1e6:.0f} megapixels before decoding them "
+            f"(an MRI slice has well under 1). Resize it and try again.")
+    if min(width, height) < min_side:
+        raise UploadError(f"{name} is only {width} × {height} px; the app needs at least "
+                          f"{min_side} px on each side.")
+    side = max(width, height)
+    if side / min(width, height) > max_aspect or side * side > max_pixels:
+        raise UploadError(
+            f"{name} is {width} × {height} px, a strip {side / min(width, height):.0f} times longer than it "
+            f"is wide. The app pads images to a square before resizing them, which would make it "
+            f"{side} × {side} px ({side * side / 1e6:.0f} megapixels); it accepts shapes up to "
+            f"{max_aspect:g}:1 and squares up to {max_pixels / 1e6:.0f} megapixels. "
+            f"Crop the image to the slice and try again.")
 
 
 def decompression_bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
@@ -533,7 +559,7 @@ class ClassifierApp:
         try:
             trained = self.shelf.get(lesson)
             self.analysis = analyse(trained, self.image, self.source, self.true_label)
-        except CheckpointMissingError as error:
+        except (CheckpointMissingError, CourseFileError, ImageLoadError) as error:
             self.clear_result()
             self.show(f"{error}\nThe other models still work: choose one above.", "error")
             return
@@ -601,10 +627,7 @@ def write_app_notebook(path: str | Path, lesson: str | Path | None = None) -> Pa
     """Write ``app_notebook(lesson)`` to ``path`` (an ``.ipynb``) and return the path."""
     import nbformat
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(app_notebook(lesson), str(path))
-    return path
+    return atomic_write_text(path, nbformat.writes(app_notebook(lesson)).rstrip("\n") + "\n")
 
 
 # The server drops websocket messages over 10 MiB (tornado's default), and with them any

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import CLASSES, SPLITS, ImageSet, load_images, read_manifest
+from .files import atomic_write_csv
 
 NEAR_DUPLICATE_THRESHOLD = 0.99  # correlation of 64 px thumbnails, best of four orientations
 FINE_SIZE = 64
@@ -319,10 +320,7 @@ def write_clean_test_manifest(audit: DuplicateAudit, path: Path = CLEAN_TEST_MAN
         rows.append((audit.files[index], CLASSES[int(audit.labels[index])], audit.checksums[index],
                      audit.files[int(audit.test_neighbour["index"][p])],
                      f"{float(audit.test_neighbour['similarity'][p]):.4f}"))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(CLEAN_COLUMNS)
-        writer.writerows(rows)
+    atomic_write_csv(path, CLEAN_COLUMNS, rows)
     return len(rows)
 
 

@@ -21,22 +21,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
-import urllib.request
-import warnings
 import zipfile
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, atomic_write_csv, dict_with,
+                    pid_alive,
+                    read_or_explain, torch_load)
 
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
 SPLITS: tuple[str, ...] = ("Training", "Testing")
@@ -46,6 +49,9 @@ GITHUB_MIRROR = "https://github.com/ricardotran92/Brain-Tumor-MRI-Dataset"
 MANIFEST_PATH = Path(__file__).with_name("manifest.csv")
 # Bump when the decoding or resizing below changes, so old caches are rebuilt.
 CACHE_VERSION = 1
+# square_resize pads to a square before resizing; this caps the square it may allocate
+# (the dataset's largest, 1920 × 1920, is 3.7 megapixels).
+MAX_SQUARE_PIXELS = 100_000_000
 
 HOW_TO_GET_IT = f"""How to get the dataset (about 160 MB, 7023 images):
   * download it into the project:   python -m course_utils.data download
@@ -59,6 +65,10 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class DatasetIncompleteError(RuntimeError):
     """The dataset folder exists but files are missing or differ from the manifest."""
+
+
+class DataDirError(DatasetNotFoundError):
+    """``$BRAIN_MRI_DIR`` is set but does not name a dataset folder (a typo, a moved copy)."""
 
 
 class ImageLoadError(ValueError):
@@ -133,11 +143,44 @@ def write_manifest(root: Path, path: Path | None = None) -> int:
             for file in sorted((root / split / label).iterdir()):
                 if file.is_file():
                     rows.append((split, label, file.name, file.stat().st_size, sha256_of(file)))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["split", "label", "filename", "size", "sha256"])
-        writer.writerows(rows)
+    atomic_write_csv(path, ["split", "label", "filename", "size", "sha256"], rows)
     return len(rows)
+
+
+def _dataset_problems(root: Path, checksums: bool) -> list[str]:
+    """Every way ``root`` differs from the manifest; a missing class folder counts once."""
+    entries = read_manifest()
+    per_folder = Counter((e.split, e.label) for e in entries)
+    problems = [f"missing folder: {split}/{label}/ ({n} files)"
+                for (split, label), n in per_folder.items() if not (root / split / label).is_dir()]
+    for entry in entries:
+        file = root / entry.relpath
+        if not (root / entry.split / entry.label).is_dir():
+            continue  # already reported as a folder
+        if not file.is_file():
+            problems.append(f"missing: {entry.relpath}")
+        elif file.stat().st_size != entry.size:
+            problems.append(f"wrong size: {entry.relpath} ({file.stat().st_size} bytes, expected {entry.size})")
+        elif checksums and sha256_of(file) != entry.sha256:
+            problems.append(f"wrong checksum: {entry.relpath}")
+    return problems
+
+
+def _is_env_folder(root: Path) -> bool:
+    env = os.environ.get(DATA_ENV)
+    return bool(env) and Path(env).expanduser().resolve() == Path(root).resolve()
+
+
+def repair_advice(root: Path) -> str:
+    """How to repair the copy at ``root``: it depends on whether ``$BRAIN_MRI_DIR`` names it
+    (a download refreshes ``data/``, which the course does not read while the variable is set)."""
+    if _is_env_folder(root):
+        return (f"This is the copy ${DATA_ENV} points at, so a download (which refreshes "
+                f"{data_home() / 'brain-tumor-mri'}) would not be used. Either repair the files above "
+                f"in {root} (copy them from a complete copy), or unset {DATA_ENV} to use the "
+                f"project's own copy:  unset {DATA_ENV}; python -m course_utils.data download")
+    return (f"Repair it by downloading a fresh copy:  python -m course_utils.data download --force\n"
+            f"or point {DATA_ENV} at a complete copy.")
 
 
 def verify_dataset(root: Path, checksums: bool = True) -> None:
@@ -147,23 +190,13 @@ def verify_dataset(root: Path, checksums: bool = True) -> None:
     ``DatasetIncompleteError`` naming the first problems and how to repair the copy.
     """
     root = Path(root)
-    problems: list[str] = []
-    for entry in read_manifest():
-        file = root / entry.relpath
-        if not file.is_file():
-            problems.append(f"missing: {entry.relpath}")
-        elif file.stat().st_size != entry.size:
-            problems.append(f"wrong size: {entry.relpath} ({file.stat().st_size} bytes, expected {entry.size})")
-        elif checksums and sha256_of(file) != entry.sha256:
-            problems.append(f"wrong checksum: {entry.relpath}")
+    problems = _dataset_problems(root, checksums)
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise DatasetIncompleteError(
             f"The dataset at {root} does not match the course's manifest "
-            f"({len(problems)} problem(s)):\n  {shown}{more}\n"
-            f"Repair it by downloading a fresh copy:  python -m course_utils.data download --force\n"
-            f"or point {DATA_ENV} at a complete copy."
+            f"({len(problems)} problem(s)):\n  {shown}{more}\n{repair_advice(root)}"
         )
 
 
@@ -176,62 +209,130 @@ def _looks_like_dataset(folder: Path) -> bool:
     return all((folder / split).is_dir() for split in SPLITS)
 
 
-def locate_dataset() -> Path:
-    """Return the dataset folder: ``$BRAIN_MRI_DIR`` first, then ``data/brain-tumor-mri``.
+def _env_folder_error(folder: Path) -> DataDirError:
+    local = data_home() / "brain-tumor-mri"
+    if not folder.exists():
+        what = "there is no such folder"
+    else:
+        inside = sorted(p.parent for p in folder.glob("*/Training") if _looks_like_dataset(p.parent))
+        what = (f"it holds no Training/ and Testing/ folders"
+                + (f"; {inside[0]} does: point {DATA_ENV} there" if inside else ""))
+    return DataDirError(
+        f"{DATA_ENV} is set to {folder}, but {what}.\n"
+        f"Fix the path ({DATA_ENV} must name the folder that holds Training/ and Testing/), "
+        f"or unset {DATA_ENV} to use the project's copy in {local}:\n"
+        f"  unset {DATA_ENV}\n  python -m course_utils.data download   # if {local} is not there yet")
 
-    Raises ``DatasetNotFoundError`` with the exact commands that fix it. Never downloads.
+
+def locate_dataset() -> Path:
+    """Return the dataset folder: ``$BRAIN_MRI_DIR`` if set, else ``data/brain-tumor-mri``.
+
+    A ``$BRAIN_MRI_DIR`` that names no dataset folder is an error (``DataDirError``), not
+    a reason to look elsewhere: the learner asked for that folder. Raises
+    ``DatasetNotFoundError`` with the exact commands that fix it. Never downloads.
     """
-    looked = []
     env = os.environ.get(DATA_ENV)
     if env:
         folder = Path(env).expanduser()
         if _looks_like_dataset(folder):
             return folder
-        looked.append(f"${DATA_ENV}={folder} (no Training/ and Testing/ folders there)")
-    else:
-        looked.append(f"${DATA_ENV} (not set)")
+        raise _env_folder_error(folder)
     local = data_home() / "brain-tumor-mri"
     if _looks_like_dataset(local):
         return local
-    looked.append(f"{local} (not there)")
     raise DatasetNotFoundError(
-        "The Brain Tumor MRI dataset was not found.\nLooked in:\n  - "
-        + "\n  - ".join(looked)
-        + "\n"
-        + HOW_TO_GET_IT
+        "The Brain Tumor MRI dataset was not found.\nLooked in:\n"
+        f"  - ${DATA_ENV} (not set)\n  - {local} (not there)\n" + HOW_TO_GET_IT
     )
 
 
-def download_dataset(dest: Path | None = None, force: bool = False) -> Path:
+@dataclass(frozen=True)
+class DownloadLimits:
+    """How long a download may take, in seconds.
+
+    ``connect``: to open a connection; ``read``: of silence while reading (a captive portal
+    or a stalled proxy that accepts and never answers); ``total``: for the whole download,
+    every source together.
+    """
+
+    connect: float = 15.0
+    read: float = 60.0
+    total: float = 3600.0
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        return self.total - (time.monotonic() - self.started)
+
+    def check(self, what: str) -> None:
+        if self.remaining() <= 0:
+            raise TimeoutError(f"its time limit of {self.total:.0f} s passed ({what})")
+
+    def share(self, sources_left: int) -> "DownloadLimits":
+        """The limits of the next source: an equal share of the time that is left, so that a
+        source that hangs still leaves time for the others."""
+        return DownloadLimits(self.connect, self.read, max(self.remaining(), 0) / max(sources_left, 1))
+
+
+def _sweep_stale_downloads(parent: Path) -> None:
+    """Remove ``.download-<pid>-*`` folders of downloads that no longer run (killed ones)."""
+    for folder in parent.glob(".download-*"):
+        pid = folder.name.split("-")[1] if folder.name.count("-") >= 2 else ""
+        if not pid.isdigit() or not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _env_note(dest: Path) -> str:
+    """A reminder, when ``$BRAIN_MRI_DIR`` names another folder, that the lessons read that one."""
+    env = os.environ.get(DATA_ENV)
+    if not env or _is_env_folder(dest):
+        return ""
+    return f"\nNote: {DATA_ENV} is set, so the lessons read {env}, not this copy (unset {DATA_ENV} to use it)."
+
+
+def download_dataset(dest: Path | None = None, force: bool = False, *, connect_timeout: float = 15.0,
+                     read_timeout: float = 60.0, deadline: float = 3600.0) -> Path:
     """Download the dataset into ``data/brain-tumor-mri`` and verify it.
 
-    Tries kagglehub (no Kaggle login needed for this public dataset), then the public GitHub
-    mirror. The copy is assembled in a temporary folder and only moved into place once it
-    matches the manifest, so a failed download leaves nothing half-written behind.
+    Tries each source in turn (``SOURCES``: kagglehub, needing no Kaggle login for this
+    public dataset, then the public GitHub mirror). A source that cannot connect within
+    ``connect_timeout`` s, goes quiet for ``read_timeout`` s or runs past its share of the
+    overall ``deadline`` (an equal share of the time left) gives way to the next. The copy
+    is assembled in a temporary folder ``.download-<pid>-*`` beside ``dest``, which is
+    removed whatever happens (and, if a killed download left one, by the next download),
+    and moved into place only once it matches the manifest. An interrupted download
+    restarts from the beginning.
     """
     dest = Path(dest) if dest else data_home() / "brain-tumor-mri"
     if _looks_like_dataset(dest) and not force:
         verify_dataset(dest)
+        print(f"The dataset is already at {dest} and all {len(read_manifest())} files match the "
+              f"manifest: nothing to download (--force downloads it again).{_env_note(dest)}")
         return dest
+    limits = DownloadLimits(connect_timeout, read_timeout, deadline)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for name, fetch in (("kagglehub", _fetch_from_kaggle), ("GitHub mirror", _fetch_from_github)):
-        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
-            staging = Path(tmp) / "brain-tumor-mri"
-            try:
-                print(f"Downloading the dataset from {name} ...")
-                fetch(staging)
-                verify_dataset(staging)
-            except Exception as error:  # try the next source, report all at the end
-                errors.append(f"{name}: {type(error).__name__}: {error}")
-                continue
+    _sweep_stale_downloads(dest.parent)
+    errors, timed_out = [], False
+    for i, (name, fetch) in enumerate(SOURCES):
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".download-{os.getpid()}-"))
+        try:
+            staging = tmp / "brain-tumor-mri"
+            print(f"Downloading the dataset from {name} ...", flush=True)
+            fetch(staging, limits.share(len(SOURCES) - i))
+            verify_dataset(staging)
             if dest.exists():
                 shutil.rmtree(dest)
             staging.rename(dest)
-            print(f"Dataset ready at {dest}")
+            print(f"Dataset ready at {dest}{_env_note(dest)}")
             return dest
+        except Exception as error:  # try the next source, report all at the end
+            errors.append(f"{name}: {type(error).__name__}: {error}")
+            timed_out = timed_out or isinstance(error, TimeoutError)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    slow = ("If the network is slow rather than down, allow more time:\n"
+            "  python -m course_utils.data download --timeout 300 --deadline 7200\n" if timed_out else "")
     raise DatasetNotFoundError(
-        "Could not download the dataset:\n  " + "\n  ".join(errors) + "\n" + HOW_TO_GET_IT
+        "Could not download the dataset:\n  " + "\n  ".join(errors) + "\n" + slow + HOW_TO_GET_IT
     )
 
 
@@ -247,34 +348,88 @@ def _copy_dataset_folders(source: Path, staging: Path) -> None:
     raise FileNotFoundError(f"no Training/ and Testing/ folders below {source}")
 
 
-def _fetch_from_kaggle(staging: Path) -> None:
+def _fetch_from_kaggle(staging: Path, limits: DownloadLimits) -> None:
+    """kagglehub's download (into its own cache), waited for until the overall deadline.
+
+    kagglehub has its own connect and read timeouts; the deadline is enforced here by
+    waiting for it in a background thread, which is abandoned if it runs too long.
+    """
     import kagglehub  # imported here: importing course_utils never touches the network
 
-    _copy_dataset_folders(Path(kagglehub.dataset_download(KAGGLE_HANDLE)), staging)
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["path"] = kagglehub.dataset_download(KAGGLE_HANDLE)
+        except BaseException as error:  # handed to the waiting thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, daemon=True, name="kagglehub-download")
+    worker.start()
+    worker.join(max(limits.remaining(), 0))
+    if worker.is_alive():
+        raise TimeoutError(f"kagglehub had not finished within its time limit of {limits.total:.0f} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    _copy_dataset_folders(Path(outcome["path"]), staging)
 
 
-def _fetch_from_github(staging: Path) -> None:
+def _http_download(url: str, target: Path, limits: DownloadLimits) -> None:
+    """Stream ``url`` into ``target`` with a progress bar, within ``limits``."""
+    import requests  # imported here: importing course_utils never touches the network
+    from tqdm.auto import tqdm
+
+    try:
+        response = requests.get(url, stream=True, timeout=(limits.connect, min(limits.read, max(limits.remaining(), 0.1))))
+        response.raise_for_status()
+        size = int(response.headers.get("content-length") or 0) or None
+        with response, open(target, "wb") as f, tqdm(total=size, unit="B", unit_scale=True,
+                                                       desc=url.rsplit("/", 1)[-1]) as bar:
+            for block in response.iter_content(1 << 20):
+                f.write(block)
+                bar.update(len(block))
+                limits.check(f"{bar.n / 1e6:.0f} MB received")
+    except requests.exceptions.ConnectTimeout as error:
+        raise TimeoutError(f"{url}: no connection within {limits.connect:g} s") from error
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as error:
+        if "timed out" in str(error) or isinstance(error, requests.exceptions.ReadTimeout):
+            raise TimeoutError(f"{url}: the server went quiet for {limits.read:g} s") from error
+        raise OSError(f"{url}: {error}") from error
+    except requests.exceptions.RequestException as error:
+        raise OSError(f"{url}: {error}") from error
+
+
+def _fetch_from_github(staging: Path, limits: DownloadLimits) -> None:
     errors = []
+    archive = staging.parent / "mirror.zip"
     for branch in ("main", "master"):
         url = f"{GITHUB_MIRROR}/archive/refs/heads/{branch}.zip"
         try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                payload = response.read()
+            _http_download(url, archive, limits)
             break
+        except TimeoutError:
+            raise  # a silent server will not answer the next branch either
         except OSError as error:
-            errors.append(f"{url}: {error}")
+            errors.append(str(error))
     else:
         raise OSError("; ".join(errors))
     unpacked = staging.parent / "unpacked"
-    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-        archive.extractall(unpacked)
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(unpacked)
+    archive.unlink()
     _copy_dataset_folders(unpacked, staging)
+
+
+#: Where ``download_dataset`` looks, in order: ``(name, fetch(staging, limits))``.
+SOURCES = (("kagglehub", _fetch_from_kaggle), ("GitHub mirror", _fetch_from_github))
 
 
 def get_dataset(download: bool = True) -> Path:
     """Find the dataset, downloading it when it is nowhere on disk and ``download`` is True."""
     try:
         return locate_dataset()
+    except DataDirError:
+        raise  # $BRAIN_MRI_DIR names a wrong folder: downloading into data/ would not help
     except DatasetNotFoundError:
         if not download:
             raise
@@ -364,6 +519,11 @@ def square_resize(img: Image.Image, size: int) -> Image.Image:
     """
     width, height = img.size
     side = max(width, height)
+    if side * side > MAX_SQUARE_PIXELS:
+        raise ImageLoadError(
+            f"A {width} × {height} px image would become {side} × {side} px "
+            f"({side * side / 1e6:.0f} megapixels) once padded to a square; the course refuses more "
+            f"than {MAX_SQUARE_PIXELS / 1e6:.0f}. Crop or resize it first.")
     if width != height:
         canvas = Image.new("L", (side, side), 0)
         canvas.paste(img, ((side - width) // 2, (side - height) // 2))
@@ -427,8 +587,8 @@ def cache_path(size: int) -> Path:
 def build_cache(size: int, root: Path | None = None, workers: int | None = None) -> Path:
     """Decode every image of both splits once at ``size`` px and save one tensor file.
 
-    The file is written under a temporary name and renamed when complete, so an interrupted
-    run never leaves a broken cache behind.
+    The file is written atomically (``course_utils.files.atomic_write``): an interrupted run
+    or a full disk never leaves a broken or half-written cache behind.
     """
     from tqdm.auto import tqdm
 
@@ -453,16 +613,13 @@ def build_cache(size: int, root: Path | None = None, workers: int | None = None)
         "manifest": manifest_digest(),
         "version": CACHE_VERSION,
     }
-    target = cache_path(size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".partial", delete=False) as tmp:
-        torch.save(payload, tmp)
-    os.replace(tmp.name, target)
+    target = atomic_torch_save(payload, cache_path(size))
     print(f"Decoded {len(paths)} images at {size}px in {time.perf_counter() - start:.1f} s -> {target}")
     return target
 
 
 _memory: dict[tuple[str, float], dict] = {}  # caches already read by this process
+CACHE_KEYS = ("images", "labels", "files", "manifest", "version")
 
 
 def _read_cache(size: int) -> dict | None:
@@ -473,9 +630,10 @@ def _read_cache(size: int) -> dict | None:
     if key in _memory:
         return _memory[key]
     try:
-        payload = torch.load(path, weights_only=True)
-    except Exception as error:  # a cache is disposable: rebuild it
-        warnings.warn(f"Ignoring unreadable cache {path}: {error}")
+        payload = read_or_explain(path, torch_load, made_by="build_cache", fix="",
+                                  check=dict_with(*CACHE_KEYS))
+    except UnreadableFileError as error:  # a cache is disposable: rebuild it
+        print(f"Rebuilding the image cache {path.name}: {error.reason}.")
         return None
     if payload.get("manifest") != manifest_digest() or payload.get("version") != CACHE_VERSION:
         return None
@@ -656,13 +814,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     dl = sub.add_parser("download", help="download and verify the dataset into data/")
     dl.add_argument("--force", action="store_true", help="download again even if a copy exists")
+    dl.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds of silence after which a source is given up (default 60)")
+    dl.add_argument("--deadline", type=float, default=3600.0,
+                    help="seconds for the whole download, all sources together (default 3600)")
     sub.add_parser("verify", help="check the dataset against the manifest")
     cache = sub.add_parser("cache", help="decode the dataset into cached tensors")
     cache.add_argument("sizes", nargs="*", type=int, default=[32, 96, 160])
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
-            download_dataset(force=args.force)
+            download_dataset(force=args.force, read_timeout=args.timeout, deadline=args.deadline)
         elif args.command == "verify":
             root = locate_dataset()
             verify_dataset(root)
@@ -670,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for size in args.sizes:
                 build_cache(size)
-    except (DatasetNotFoundError, DatasetIncompleteError, ImageLoadError) as error:
+    except (DatasetNotFoundError, DatasetIncompleteError, ImageLoadError, CourseFileError) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

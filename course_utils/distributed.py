@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .data import make_loader
+from .files import atomic_torch_save
 from .train import unwrap
 
 
@@ -143,14 +144,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from .data import CLASSES, MRIDataset, load_splits, train_augmentation
     from .models import SmallCNN
-    from .profiles import setup
+    from .profiles import setup, threads_from_env
     from .train import checkpoint_dir, evaluate, fit
 
     args = parse_args(argv)
     # The same seed in every process (the same initial weights everywhere); the CPU cores
     # shared out between the processes of this machine.
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    threads = int(os.environ.get("COURSE_THREADS", 0)) or max(1, (os.cpu_count() or 1) // local_processes)
+    threads = threads_from_env(default=max(1, (os.cpu_count() or 1) // local_processes))
     setup(seed=args.seed, threads=threads, verbose=int(os.environ.get("RANK", "0")) == 0)
     info = init_distributed(args.device)
     try:
@@ -181,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = (time.perf_counter() - start) / 60
         identical = replicas_identical(model, info)
         if args.save_replicas is not None:
-            args.save_replicas.mkdir(parents=True, exist_ok=True)
-            torch.save(unwrap(model).state_dict(), args.save_replicas / f"rank{info.rank}.pt")
+            atomic_torch_save(unwrap(model).state_dict(), args.save_replicas / f"rank{info.rank}.pt")
         if info.is_main:
             test_loader = make_loader(MRIDataset(test_set, mean=mean, std=std), 256, shuffle=False)
             test = evaluate(unwrap(model), test_loader, info.device)

@@ -7,7 +7,8 @@ Lessons 08, 10 and 11 save their trained models under ``checkpoints/<profile>/``
 functions that turn an ``ImageSet`` into exactly the inputs the model was trained on.
 
 A missing checkpoint raises ``CheckpointMissingError`` naming the lesson that makes it and
-the command that runs it.
+the command that runs it; a damaged one raises ``course_utils.files.UnreadableFileError``
+naming the lesson to re-run (which moves the damaged file aside when it saves again).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from .data import ImageSet, MRIDataset, make_loader, project_root
 from .profiles import current_profile
+from .train import checkpoint_dir, load_weights, read_checkpoint
 
 LESSON_CHECKPOINTS: dict[str, str] = {
     "08": "lesson08_cnn.pt",
@@ -35,8 +37,6 @@ class CheckpointMissingError(FileNotFoundError):
 
 def checkpoint_path(lesson: str, profile: str | None = None) -> Path:
     """Where lesson ``lesson`` saves its model in ``profile`` (default: the active one)."""
-    from .train import checkpoint_dir
-
     if lesson not in LESSON_CHECKPOINTS:
         raise ValueError(f"no checkpoint is known for lesson {lesson!r}; known: {sorted(LESSON_CHECKPOINTS)}")
     return checkpoint_dir(profile) / LESSON_CHECKPOINTS[lesson]
@@ -52,7 +52,28 @@ def missing_message(lesson: str, path: Path, profile: str) -> str:
     return (f"No trained model from lesson {lesson} for the '{profile}' profile: {path} does not exist.\n"
             f"It is made by lesson {lesson} ({notebook}). Run that lesson first, in the same profile:\n"
             f"  open it in JupyterLab and run all cells, or\n"
-            f"  COURSE_PROFILE={profile} jupytext --to ipynb --execute {notebook} -o /tmp/{lesson}.ipynb")
+            f"  {run_command(lesson, profile)}")
+
+
+def run_command(lesson: str, profile: str) -> str:
+    """The command line that runs lesson ``lesson`` in ``profile`` without JupyterLab."""
+    notebook = _lesson_file(lesson)
+    return f"COURSE_PROFILE={profile} jupytext --to ipynb --execute {notebook} -o /tmp/{lesson}.ipynb"
+
+
+def lesson_origin(path: Path) -> tuple[str, str] | None:
+    """``(what made it, how to fix it)`` if ``path`` is a lesson's checkpoint or its last
+    state (``lesson08_cnn.pt``, ``lesson08_cnn.last.pt``), else ``None``."""
+    path = Path(path)
+    for lesson, name in LESSON_CHECKPOINTS.items():
+        stem, suffix = name.rsplit(".", 1)
+        if path.name in (name, f"{stem}.last.{suffix}"):
+            profile = path.parent.name
+            return (f"lesson {lesson} ({_lesson_file(lesson)}) in the '{profile}' profile",
+                    f"run lesson {lesson} again in the same profile (in JupyterLab, or: "
+                    f"{run_command(lesson, profile)}). When it saves its model, the damaged file is "
+                    f"moved aside to {path.name}.damaged-<time> automatically; nothing needs deleting.")
+    return None
 
 
 def _scalar(value) -> float:
@@ -63,7 +84,7 @@ def _scalar(value) -> float:
     return float(values[0])
 
 
-def rebuild(meta: dict, state: dict) -> nn.Module:
+def rebuild(meta: dict, state: dict, path: Path | str = "the checkpoint", architecture: str | None = None) -> nn.Module:
     """The network a checkpoint describes, with its weights, in evaluation mode.
 
     ``meta["config"]``: the course's ``SmallCNN`` (lesson 08); ``meta["name"]``: a pretrained
@@ -78,8 +99,10 @@ def rebuild(meta: dict, state: dict) -> nn.Module:
 
         model = build_backbone(meta["name"], meta.get("n_classes", 4))
     else:
-        raise ValueError(f"the checkpoint's meta does not say how to rebuild the model: keys {sorted(meta)}")
-    model.load_state_dict(state)
+        raise ValueError(f"{path}: its meta does not say how to rebuild the model (keys {sorted(meta)}); "
+                         f"re-run the lesson that saved it")
+    load_weights(model, {"model": state, "architecture": architecture}, Path(path),
+                 model_is="the network its meta describes")
     return model.eval()
 
 
@@ -139,14 +162,13 @@ class TrainedModel:
 def load_lesson_model(lesson: str, profile: str | None = None) -> TrainedModel:
     """Load the model lesson ``lesson`` ("08", "10" or "11") trained in ``profile``.
 
-    Raises ``CheckpointMissingError`` (naming the lesson to run) if it is not there yet.
+    Raises ``CheckpointMissingError`` (naming the lesson to run) if it is not there yet,
+    ``UnreadableFileError`` (naming the lesson to re-run) if it is damaged.
     """
-    from .train import read_checkpoint
-
     profile = profile or current_profile()
     path = checkpoint_path(lesson, profile)
     if not path.is_file():
         raise CheckpointMissingError(missing_message(lesson, path, profile))
     checkpoint = read_checkpoint(path)
     meta = dict(checkpoint.get("meta") or {})
-    return TrainedModel(lesson=lesson, model=rebuild(meta, checkpoint["model"]), meta=meta, path=path)
+    return TrainedModel(lesson=lesson, model=rebuild(meta, checkpoint["model"], path, checkpoint.get("architecture")), meta=meta, path=path)

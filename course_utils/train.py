@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, dict_with, move_aside,
+                    read_or_explain, torch_load)
 from .profiles import current_profile
 
 MONITORS = {"val_loss": "min", "val_acc": "max"}
@@ -131,21 +133,97 @@ def _is_better(value: float, reference: float, mode: str) -> bool:
     return value < reference if mode == "min" else value > reference
 
 
-def _atomic_save(payload: dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".partial", delete=False) as tmp:
-        try:
-            torch.save(payload, tmp)
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+class ArchitectureMismatchError(CourseFileError):
+    """A checkpoint holds the weights of another network than the model it is loaded into."""
+
+
+def checkpoint_origin(path: Path) -> tuple[str, str]:
+    """``(what made it, how to fix it)`` for a checkpoint file, for error messages.
+
+    A lesson's checkpoint (or its last state) names the lesson to re-run; any other file
+    names the training code that saved it.
+    """
+    from .lesson_models import lesson_origin
+
+    path = Path(path)
+    origin = lesson_origin(path)
+    if origin is not None:
+        return origin
+    return ("the training run that saved it (course_utils.train.fit or save_checkpoint)",
+            f"run that training again: when it saves, the damaged file is moved aside to "
+            f"{path.name}.damaged-<time> automatically (or delete {path} yourself).")
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The raw content of a checkpoint file (tensors on the CPU)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """The raw content of a checkpoint file (tensors on the CPU).
+
+    A file that cannot be read (cut short, empty, not a checkpoint) raises
+    ``UnreadableFileError`` naming the file, the lesson or code that made it, and the fix.
+    """
+    made_by, fix = checkpoint_origin(path)
+    return read_or_explain(path, partial(torch_load, weights_only=False), made_by=made_by, fix=fix,
+                           check=dict_with("model"))
+
+
+def architecture_of(model: nn.Module) -> str:
+    """A short description of a network, e.g. ``"SmallCNN(widths=(8, 16), ...) with 5,012 parameters"``."""
+    model = unwrap(model)
+    config = getattr(model, "config", None)
+    settings = "(" + ", ".join(f"{k}={v}" for k, v in config.items()) + ")" if isinstance(config, dict) else ""
+    n = sum(p.numel() for p in model.parameters())
+    return f"{type(model).__name__}{settings} with {n:,} parameters"
+
+
+def stored_architecture(checkpoint: dict) -> str:
+    """What network a checkpoint's weights belong to, from what it stored about itself."""
+    if checkpoint.get("architecture"):
+        return str(checkpoint["architecture"])
+    meta = checkpoint.get("meta") or {}
+    if "config" in meta:
+        return "SmallCNN(" + ", ".join(f"{k}={v}" for k, v in meta["config"].items()) + ")"
+    if "name" in meta:
+        return str(meta["name"])
+    state = checkpoint.get("model") or {}
+    return f"a network with {sum(v.numel() for v in state.values() if torch.is_tensor(v)):,} stored numbers"
+
+
+def _first_difference(model: nn.Module, state: dict) -> str:
+    expected = unwrap(model).state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            return f"the checkpoint has no {key}"
+        if torch.is_tensor(state[key]) and state[key].shape != tensor.shape:
+            return f"{key} is {tuple(state[key].shape)} in the checkpoint, {tuple(tensor.shape)} in the model"
+    extra = [k for k in state if k not in expected]
+    return f"the model has no {extra[0]}" if extra else "their tensors differ"
+
+
+def load_weights(model: nn.Module, checkpoint: dict, path: Path, model_is: str = "the model given") -> None:
+    """``model.load_state_dict(checkpoint["model"])``, or an ``ArchitectureMismatchError``
+    naming both networks when the weights belong to another architecture."""
+    try:
+        unwrap(model).load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise ArchitectureMismatchError(
+            f"{path} holds the weights of {stored_architecture(checkpoint)}, but {model_is} is "
+            f"{architecture_of(model)} ({_first_difference(model, checkpoint['model'])}).\n"
+            f"Load it into the network it was saved from, or train the new network under another "
+            f"checkpoint name (or with resume=False)."
+        ) from error
+
+
+def _stored_metric(path: Path) -> dict | None:
+    """The ``metric`` entry of the checkpoint at ``path``; ``None`` if there is no file, or if
+    it is unreadable, in which case it is moved aside (kept, never deleted) and that is said."""
+    if not path.is_file():
+        return None
+    try:
+        return read_checkpoint(path).get("metric") or {}
+    except UnreadableFileError as error:
+        aside = move_aside(path)
+        print(f"{path.name} could not be read ({error.reason}); treating it as absent. "
+              f"The damaged file is kept as {aside.name}; saving the new model in its place.")
+        return None
 
 
 def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, mode: str | None = None,
@@ -157,13 +235,15 @@ def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, 
     The file remembers its validation ``metric`` and ``value``. If ``path`` already holds a
     checkpoint whose value for the same metric is as good or better, nothing is written and
     ``False`` is returned; a file saved under a different metric is not comparable and is
-    kept too (pass ``force=True`` to overwrite either way). Writing is atomic.
+    kept too (pass ``force=True`` to overwrite either way). An unreadable old file counts as
+    absent: it is moved aside to ``<name>.damaged-<time>`` and the new model saved.
+    Writing is atomic (``course_utils.files.atomic_write``).
     ``meta`` is free-form: how to rebuild the model, the input size, normalisation, ...
     """
     path = Path(path)
     mode = mode or MONITORS.get(metric, "min")
-    if path.is_file() and not force:
-        stored = read_checkpoint(path).get("metric", {})
+    stored = _stored_metric(path)
+    if stored is not None and not force:
         if stored.get("name") != metric:
             print(f"Kept {path}: it was saved under metric {stored.get('name')!r}, not {metric!r} "
                   "(delete it or pass force=True).")
@@ -172,6 +252,7 @@ def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, 
             return False
     payload = {
         "model": unwrap(model).state_dict(),
+        "architecture": architecture_of(model),
         "metric": {"name": metric, "value": float(value), "mode": mode},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -180,7 +261,7 @@ def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, 
         "meta": meta or {},
         "torch": torch.__version__,
     }
-    _atomic_save(payload, path)
+    atomic_torch_save(payload, path)
     return True
 
 
@@ -189,11 +270,12 @@ def load_checkpoint(path: Path, model: nn.Module | None = None,
     """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler`` if given).
 
     Returns the whole checkpoint dict (``metric``, ``epoch``, ``meta``, ``history``, ...)
-    so the caller can see what it loaded.
+    so the caller can see what it loaded. An unreadable file raises ``UnreadableFileError``,
+    weights of another network ``ArchitectureMismatchError``; both say what to do.
     """
     ckpt = read_checkpoint(path)
     if model is not None:
-        model.load_state_dict(ckpt["model"])
+        load_weights(model, ckpt, Path(path))
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt.get("scheduler") is not None:
@@ -323,6 +405,29 @@ def _set_epoch(loader, epoch: int) -> None:
             return
 
 
+LAST_STATE_KEYS = ("model", "optimizer", "history", "epoch", "best_value", "wait", "rng")
+
+
+def _read_last_state(path: Path) -> dict | None:
+    """The training state to resume from, or ``None`` if there is none.
+
+    An unreadable state file (a crash while the disk filled up, a copy cut short) must not
+    block training: it is moved aside to ``<name>.damaged-<time>``, that is said, and the
+    run starts from the first epoch.
+    """
+    if not path.is_file():
+        return None
+    made_by, _ = checkpoint_origin(path)
+    try:
+        return read_or_explain(path, partial(torch_load, weights_only=False), made_by=made_by, fix="",
+                               check=dict_with(*LAST_STATE_KEYS))
+    except UnreadableFileError as error:
+        aside = move_aside(path)
+        print(f"Cannot resume from {path.name}: {error.reason}. The damaged file is kept as {aside.name}; "
+              f"training starts from the first epoch.")
+        return None
+
+
 def _clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -384,9 +489,9 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     last_path = last_state_path(checkpoint) if checkpoint is not None else None
 
-    if resume and last_path is not None and last_path.is_file():
-        state = read_checkpoint(last_path)
-        model.load_state_dict(state["model"])
+    state = _read_last_state(last_path) if resume and last_path is not None else None
+    if state is not None:
+        load_weights(model, state, last_path)
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -440,8 +545,9 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
             if early_stopping is not None and wait >= early_stopping:
                 history.stopped_early = True
         if checkpoint is not None:
-            _atomic_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            atomic_torch_save({
+                "model": unwrap(model).state_dict(), "architecture": architecture_of(model),
+                "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "plateau": plateau.state_dict() if plateau is not None else None,
                 "history": history.as_dict(), "epoch": epoch + 1, "best_value": best_value, "wait": wait,

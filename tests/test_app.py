@@ -292,6 +292,31 @@ def test_app_answers_errors_and_keeps_working(checkpoints):
     assert ui.analysis is not None and ui.analysis.lesson == "08"
 
 
+@pytest.mark.parametrize("cut", [0.0, 0.1, 0.5])
+def test_a_damaged_checkpoint_is_explained_in_the_app(checkpoints, cut):
+    path = lesson_models.checkpoint_path("08", "smoke")
+    payload = path.read_bytes()
+    path.write_bytes(payload[: int(len(payload) * cut)])
+    ui = app.build_app(items=[], profile="smoke").app
+    ui.handle_upload(_encode(Image.fromarray(_slice(), "L"), "PNG"), "scan.png")
+    status = ui.status.value
+    assert "mri-app-error" in status and "Unexpected error" not in status
+    assert f"Cannot read {path}" in status and "run lesson 08 again" in status
+    assert "other models still work" in status and ui.analysis is None
+
+
+def test_a_checkpoint_of_another_architecture_is_explained_in_the_app(checkpoints):
+    path = lesson_models.checkpoint_path("08", "smoke")
+    meta = torch.load(path, weights_only=False)["meta"]
+    other = SmallCNN(widths=(4, 8), hidden=0)  # weights that do not fit the network the meta names
+    save_checkpoint(path, other, metric="val_loss", value=0.5, meta=meta, force=True)
+    ui = app.build_app(items=[], profile="smoke").app
+    ui.handle_upload(_encode(Image.fromarray(_slice(), "L"), "PNG"), "scan.png")
+    status = ui.status.value
+    assert "Unexpected error" not in status and "size mismatch" not in status
+    assert "widths=(8, 16)" in status and "widths=(4, 8)" in status and "its meta describes" in status
+
+
 def test_app_reports_unexpected_errors_instead_of_raising(checkpoints):
     ui = app.build_app(items=[], profile="smoke").app
 

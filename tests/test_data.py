@@ -7,7 +7,16 @@ image. Tests marked ``real_data`` use the real dataset when ``BRAIN_MRI_DIR`` po
 
 from __future__ import annotations
 
+import errno
+import http.server
+import io
 import os
+import re
+import shutil
+import socket
+import threading
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +122,8 @@ def test_complete_dataset_verifies(fake_dataset):
     data.verify_dataset(fake_dataset)
 
 
-def test_removed_file_is_named(fake_dataset):
+def test_removed_file_is_named(fake_dataset, monkeypatch):
+    monkeypatch.delenv(data.DATA_ENV)  # a copy in data/: a fresh download repairs it
     victim = next((fake_dataset / "Testing" / "glioma").iterdir())
     victim.unlink()
     with pytest.raises(data.DatasetIncompleteError) as info:
@@ -321,3 +331,214 @@ def test_scan_files_reads_real_formats(fake_dataset):
     assert by_kind["0002.jpg"].format == "PNG"  # the PNG named .jpg
     assert by_kind["0003.jpg"].mode == "RGBA" and by_kind["0004.jpg"].mode == "P"
     assert (by_kind["0005.jpg"].width, by_kind["0005.jpg"].height) == (1920, 1080)
+
+
+# ---------------------------------------------------------------- faults a learner meets
+
+
+def test_env_variable_with_a_typo_is_an_error_not_a_fallback(fake_dataset, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    fake_dataset.rename(home / "brain-tumor-mri")  # a good copy in data/ must not hide the typo
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "brain-tumour-mri"))
+    with pytest.raises(data.DataDirError) as info:
+        data.locate_dataset()
+    message = str(info.value)
+    assert "brain-tumour-mri, but there is no such folder" in message
+    assert f"unset {data.DATA_ENV}" in message and str(home / "brain-tumor-mri") in message
+
+
+def test_env_variable_one_level_too_high_says_where_the_data_is(fake_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    with pytest.raises(data.DataDirError, match=f"{fake_dataset} does: point {data.DATA_ENV} there"):
+        data.locate_dataset()
+
+
+def test_a_wrong_env_folder_never_triggers_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "typo"))
+    monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path / "home"))
+    calls = []
+    monkeypatch.setattr(data, "SOURCES", (("test source", lambda staging, limits: calls.append(staging)),))
+    with pytest.raises(data.DataDirError):
+        data.get_dataset(download=True)
+    assert calls == []
+
+
+def test_repair_advice_for_a_damaged_env_copy_names_that_folder(fake_dataset):
+    victim = next((fake_dataset / "Training" / "glioma").iterdir())
+    victim.write_bytes(b"")
+    with pytest.raises(data.DatasetIncompleteError) as info:
+        data.verify_dataset(fake_dataset)
+    message = str(info.value)
+    assert f"This is the copy ${data.DATA_ENV} points at" in message
+    assert f"unset {data.DATA_ENV}" in message and str(fake_dataset) in message
+    assert "--force" not in message  # a download into data/ would not be used
+
+
+def test_a_missing_class_folder_is_reported_once_as_a_folder(fake_dataset):
+    shutil.rmtree(fake_dataset / "Training" / "glioma")
+    with pytest.raises(data.DatasetIncompleteError) as info:
+        data.verify_dataset(fake_dataset)
+    message = str(info.value)
+    assert f"(1 problem(s)):\n  missing folder: Training/glioma/ ({len(KINDS)} files)" in message
+    assert "missing: Training/glioma/" not in message
+
+
+def test_make_data_says_when_the_data_is_already_there(fake_dataset, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    fake_dataset.rename(home / "brain-tumor-mri")
+    monkeypatch.delenv(data.DATA_ENV)
+    monkeypatch.setattr(data, "SOURCES", ())
+    assert data.main(["download"]) == 0
+    out = capsys.readouterr().out
+    assert f"already at {home / 'brain-tumor-mri'}" in out and "nothing to download" in out
+
+
+def test_a_cache_write_on_a_full_disk_leaves_no_partial_file(fake_dataset, monkeypatch, capsys):
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    assert data.main(["cache", "16"]) == 1
+    err = capsys.readouterr().err
+    assert f"Could not write {data.cache_path(16)}: No space left on device" in err
+    assert list(data.cache_dir().iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [[1, 2, 3], {"images": 1}, "text"])
+def test_a_cache_holding_something_else_is_rebuilt(fake_dataset, content, capsys):
+    data.cache_dir().mkdir(parents=True)
+    torch.save(content, data.cache_path(16))
+    train = data.load_images("Training", 16)
+    assert len(train) == 4 * len(KINDS)
+    assert f"Rebuilding the image cache {data.cache_path(16).name}" in capsys.readouterr().out
+    assert isinstance(torch.load(data.cache_path(16)), dict)
+
+
+def test_a_truncated_cache_is_rebuilt(fake_dataset, capsys):
+    data.load_images("Training", 16)
+    path = data.cache_path(16)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    data._memory.clear()
+    assert len(data.load_images("Testing", 16)) == 4 * 2
+    assert "Rebuilding the image cache" in capsys.readouterr().out
+
+
+def test_padding_a_long_strip_to_a_square_is_refused_before_allocating(monkeypatch):
+    strip = Image.new("L", (200_000, 1))
+    real_new = Image.new
+
+    def guarded_new(mode, size, *args, **kwargs):  # 40 GB must never be asked for, even to fail
+        assert size[0] * size[1] <= 10**8, f"square_resize allocated a {size[0]} × {size[1]} canvas"
+        return real_new(mode, size, *args, **kwargs)
+
+    monkeypatch.setattr(data.Image, "new", guarded_new)
+    with pytest.raises(data.ImageLoadError, match="200000 × 200000 px"):
+        data.square_resize(strip, 32)
+
+
+# ---------------------------------------------------------------- downloads on a bad network
+
+
+@pytest.fixture
+def silent_server():
+    """A server on 127.0.0.1 that accepts connections and never answers (a stalled proxy)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)  # the kernel completes the handshakes; nothing ever reads or replies
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/mirror"
+    server.close()
+
+
+@pytest.fixture
+def hanging_kagglehub(monkeypatch):
+    """kagglehub whose download never returns (until the test ends)."""
+    import kagglehub
+
+    release = threading.Event()
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle: release.wait() and "")
+    yield
+    release.set()
+
+
+@pytest.fixture
+def zip_server(fake_dataset):
+    """A local server offering the fake dataset as the mirror's zip archive."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(fake_dataset.rglob("*")):
+            if file.is_file():
+                archive.write(file, "Brain-Tumor-MRI-Dataset-main/" + str(file.relative_to(fake_dataset)))
+    payload = buffer.getvalue()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not self.path.endswith("/main.zip"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/mirror"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_silent_network_gives_up_on_every_source_in_bounded_time(silent_server, hanging_kagglehub,
+                                                                 tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "GITHUB_MIRROR", silent_server)
+    dest = tmp_path / "data" / "brain-tumor-mri"
+    start = time.monotonic()
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.download_dataset(dest, connect_timeout=1, read_timeout=1, deadline=2)
+    elapsed = time.monotonic() - start
+    message = str(info.value)
+    assert "kagglehub: TimeoutError" in message and "GitHub mirror: TimeoutError" in message
+    assert "went quiet for 1 s" in message and "download --timeout 300 --deadline 7200" in message
+    assert elapsed < 8
+    assert list(dest.parent.iterdir()) == []  # no .download-* folder left behind
+
+
+def test_the_mirror_is_tried_when_kagglehub_hangs(zip_server, hanging_kagglehub, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
+    dest = tmp_path / "data" / "brain-tumor-mri"
+    assert data.download_dataset(dest, connect_timeout=1, read_timeout=1, deadline=2) == dest
+    data.verify_dataset(dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["brain-tumor-mri"]
+    assert "Dataset ready" in capsys.readouterr().out
+
+
+def test_a_killed_download_leaves_nothing_that_outlives_the_next_one(zip_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
+    monkeypatch.setattr(data, "SOURCES", (("GitHub mirror", data._fetch_from_github),))
+    dest = tmp_path / "data" / "brain-tumor-mri"
+    stale = dest.parent / ".download-999999999-abc" / "brain-tumor-mri"  # a download killed earlier
+    stale.mkdir(parents=True)
+    data.download_dataset(dest, deadline=10)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["brain-tumor-mri"]
+
+
+def test_without_the_data_the_first_access_downloads_it(zip_server, tmp_path, monkeypatch):
+    monkeypatch.delenv(data.DATA_ENV)
+    monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
+    monkeypatch.setattr(data, "SOURCES", (("GitHub mirror", data._fetch_from_github),))
+    assert data.get_dataset() == tmp_path / "home" / "brain-tumor-mri"
+
+
+def test_lesson_00_gets_the_data_with_get_dataset():
+    """The README promises that the first lesson downloads the data when it is missing."""
+    from course_utils.lessons import read_lesson
+
+    notebook = read_lesson(data.project_root() / "notebooks" / "00_the_data.md")
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    first = re.search(r"data\.(get_dataset|locate_dataset|load_splits|load_images)\(", code)
+    assert first and first.group(1) == "get_dataset"

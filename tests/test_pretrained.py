@@ -180,6 +180,25 @@ def test_extract_features_and_cache(tmp_path, monkeypatch):
     assert not torch.allclose(changed[0], first[0])
 
 
+@pytest.mark.parametrize("damage", ["truncated", "a list", "no key"])
+def test_a_damaged_feature_cache_is_rebuilt(tmp_path, monkeypatch, capsys, damage):
+    monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    x, y = torch.randn(10, 3, 8, 8), torch.arange(10) % 4
+    loader = torch.utils.data.DataLoader(_Dataset(x, y), batch_size=4)
+    backbone = nn.Sequential(nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    first = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    path = P.feature_cache_path("toy", 8, "train")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        torch.save([1, 2] if damage == "a list" else {"features": first[0]}, path)
+    again = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    assert torch.equal(again[0], first[0])
+    assert f"Rebuilding the feature cache {path.name}" in capsys.readouterr().out
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
 def test_param_groups_split_head_and_skip_frozen():
     from torchvision.models import resnet18
 

@@ -36,6 +36,22 @@ def test_setup_makes_runs_repeatable(capsys):
     assert "seed=123" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("value", ["two", "-1", "1.5", "2 threads"])
+def test_a_bad_thread_count_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("COURSE_THREADS", value)
+    with pytest.raises(ValueError) as info:
+        profiles.setup(seed=0, verbose=False)
+    message = str(info.value)
+    assert f"COURSE_THREADS={value!r} is not a number of threads" in message
+    assert "COURSE_THREADS=2" in message and "unset it" in message and "invalid literal" not in message
+
+
+@pytest.mark.parametrize("value, expected", [("", None), ("0", None), (" 3 ", 3), ("1", 1)])
+def test_thread_counts_that_are_accepted(monkeypatch, value, expected):
+    monkeypatch.setenv("COURSE_THREADS", value)
+    assert profiles.threads_from_env(default=7) == (expected or 7)
+
+
 def test_device_can_be_forced(monkeypatch):
     monkeypatch.setenv("COURSE_DEVICE", "cpu")
     assert profiles.choose_device() == torch.device("cpu")
