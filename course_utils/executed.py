@@ -33,6 +33,7 @@ from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from nbformat.v4 import output_from_msg
 
+from course_utils.files import atomic_write_text
 from course_utils.lessons import LESSON_DIR, lessons
 
 ROOT = LESSON_DIR.parent
@@ -205,15 +206,7 @@ def save_executed(lesson: Path, recorder: KernelRecorder, profile: str,
                   folder: Path = EXECUTED_DIR) -> Path:
     """Save a tested run of ``lesson`` for the book; returns the file written."""
     notebook = executed_notebook(Path(lesson), recorder)
-    path = executed_path(lesson, profile, folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        nbformat.write(notebook, str(partial))
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(executed_path(lesson, profile, folder), nbformat.writes(notebook))
 
 
 def prime_book_cache(cache_path: str | Path, profile: str, lesson_files: list[Path] | None = None,
