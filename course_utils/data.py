@@ -85,6 +85,19 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a learner should read it: relative to the project folder when inside it.
+
+    Printed outputs then say ``checkpoints/full/lesson10_transfer.pt`` on every machine instead
+    of the absolute path of one computer.
+    """
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def data_home() -> Path:
     """Folder for the downloaded dataset and the decoded caches (``data/`` by default)."""
     return Path(os.environ.get("COURSE_DATA_HOME", project_root() / "data"))

@@ -36,6 +36,7 @@ from torch import nn
 
 from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, dict_with, move_aside,
                     read_or_explain, torch_load)
+from .data import project_root, shown_path
 from .profiles import current_profile
 
 MONITORS = {"val_loss": "min", "val_acc": "max"}
@@ -111,8 +112,6 @@ def checkpoint_dir(profile: str | None = None) -> Path:
     Each profile has its own folder, so a one-epoch smoke run never replaces the model a
     full run trained. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
     """
-    from .data import project_root
-
     root = Path(os.environ.get("COURSE_CHECKPOINT_DIR", project_root() / "checkpoints"))
     folder = root / (profile or current_profile())
     folder.mkdir(parents=True, exist_ok=True)
@@ -245,7 +244,7 @@ def save_checkpoint(path: Path, model: nn.Module, *, metric: str, value: float, 
     stored = _stored_metric(path)
     if stored is not None and not force:
         if stored.get("name") != metric:
-            print(f"Kept {path}: it was saved under metric {stored.get('name')!r}, not {metric!r} "
+            print(f"Kept {shown_path(path)}: it was saved under metric {stored.get('name')!r}, not {metric!r} "
                   "(delete it or pass force=True).")
             return False
         if not _is_better(value, stored["value"], mode):
