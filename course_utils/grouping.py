@@ -56,6 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.ndimage import binary_fill_holes
 from scipy.stats import rankdata
 
 from .audit import audit_dataset, connected_groups, exact_pairs
@@ -71,7 +72,7 @@ FOREGROUND_LEVEL = 0.1     # foreground: brighter than this share of the image's
 SPLIT_FOLDS = 16           # the split: test = 3 folds, validation = 2 folds, train = 11 folds
 TEST_FOLDS, VAL_FOLDS = (0, 1, 2), (3, 4)
 SPLIT_SEED = 0
-ALIGNED_CACHE_VERSION = 1
+ALIGNED_CACHE_VERSION = 2  # bump when the thumbnails below change, so old caches are rebuilt
 SPLIT_COLUMNS = ("relpath", "label", "split", "slice_group", "scan_group")
 
 
@@ -111,11 +112,14 @@ def equalise(thumbnails: torch.Tensor) -> torch.Tensor:
     """Foreground pixels replaced by their rank in ``(0, 1]``, background by 0.
 
     A monotone contrast change (gamma, window, gain and offset) keeps the order of the grey
-    levels, hence the ranks: the result is the same. The background is not ranked, because
-    the order of near-black noise pixels is random and would lower the score of true copies.
+    levels, hence the ranks: the result is the same. The background (dark pixels connected
+    to the edge; dark regions inside the head, which a strong gamma pushes below the level,
+    are filled in and stay foreground) is not ranked, because the order of near-black noise
+    pixels is random and would lower the score of true copies.
     """
     x = thumbnails.flatten(1).numpy().astype(np.float64)
-    mask = np.stack([row > foreground_threshold(torch.from_numpy(row)) for row in x])
+    mask = np.stack([binary_fill_holes((image > foreground_threshold(image)).numpy()).ravel()
+                     for image in thumbnails])
     ranks = rankdata(np.where(mask, x, -1.0), axis=1)              # background ties at the bottom
     n_background = (~mask).sum(1, keepdims=True)
     n_foreground = np.maximum(mask.sum(1, keepdims=True), 1)
