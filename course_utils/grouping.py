@@ -16,7 +16,8 @@ was done to a copy:
 * monotone contrast changes (gamma, windowing, gain and offset): the foreground pixels are
   replaced by their rank (histogram equalisation) and the background is set to 0;
 * mirrors and rotations: each pair is compared in the eight orientations of a square (the
-  dihedral group) and the best one counts; small remaining shifts by trying ±1 pixel.
+  dihedral group) and the best one counts; small remaining differences of framing by trying
+  shifts of ±1 pixel and zooms of ±3 % when re-scoring.
 
 Two thumbnails' Pearson correlation is then their *similarity*. All pairs are compared on
 32 px thumbnails (eight matrix products); the candidates at ``SEARCH_THRESHOLD`` or more are
@@ -68,6 +69,7 @@ FINE_SIZE = 64             # re-scoring of the candidates
 SEARCH_THRESHOLD = 0.90    # candidates for re-scoring (32 px)
 SLICE_THRESHOLD = 0.95     # same slice: aligned 64 px similarity at least this
 SCAN_THRESHOLD = 0.80    # same scan: average 32 px similarity between two groups at least this
+ZOOMS = (0.97, 1.0, 1.03)   # re-scoring tries these magnifications of one thumbnail
 FOREGROUND_LEVEL = 0.1     # foreground: brighter than this share of the image's 99th percentile
 SPLIT_FOLDS = 16           # the split: test = 3 folds, validation = 2 folds, train = 11 folds
 TEST_FOLDS, VAL_FOLDS = (0, 1, 2), (3, 4)
@@ -201,24 +203,37 @@ def similarity_matrix(thumbnails: torch.Tensor, block: int = 1024) -> tuple[torc
     return similarity, orientation
 
 
-def shifted_similarity(a: torch.Tensor, b: torch.Tensor, shift: int = 1) -> torch.Tensor:
-    """Correlation of ``a[n]`` with ``b[n]`` (both ``(N, S, S)``), best over shifts of up to
-    ``shift`` pixels of ``a`` (a 1-pixel border is left out so every shift compares as many
-    pixels)."""
+def zoom(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """``(N, S, S)`` images magnified by ``factor`` about their centre (bilinear, same size)."""
+    if factor == 1.0:
+        return images
+    theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]]).expand(len(images), 2, 3)
+    grid = F.affine_grid(theta, [len(images), 1, *images.shape[1:]], align_corners=False)
+    return F.grid_sample(images[:, None], grid, align_corners=False)[:, 0]
+
+
+def shifted_similarity(a: torch.Tensor, b: torch.Tensor, shift: int = 1,
+                       zooms: tuple[float, ...] = ZOOMS) -> torch.Tensor:
+    """Correlation of ``a[n]`` with ``b[n]`` (both ``(N, S, S)``), best over shifts of ``a``
+    by up to ``shift`` pixels and zooms of ``b`` by ``zooms``: the foreground box of a copy can
+    differ by a pixel or two (a soft edge crosses the foreground level elsewhere after a
+    contrast change), which shifts and rescales its thumbnail a little. A border of ``shift``
+    pixels is left out so every shift compares as many pixels."""
     s = a.shape[-1]
-    inner = unit_rows(b[:, shift:s - shift, shift:s - shift])
     best = torch.full((len(a),), -2.0)
-    for dy in range(-shift, shift + 1):
-        for dx in range(-shift, shift + 1):
-            window = a[:, shift + dy:s - shift + dy, shift + dx:s - shift + dx]
-            best = torch.maximum(best, (unit_rows(window) * inner).sum(1))
+    for factor in zooms:
+        inner = unit_rows(zoom(b, factor)[:, shift:s - shift, shift:s - shift])
+        for dy in range(-shift, shift + 1):
+            for dx in range(-shift, shift + 1):
+                window = a[:, shift + dy:s - shift + dy, shift + dx:s - shift + dx]
+                best = torch.maximum(best, (unit_rows(window) * inner).sum(1))
     return best
 
 
 def rescore(fine: torch.Tensor, i: torch.Tensor, j: torch.Tensor, orientation: torch.Tensor,
             chunk: int = 4096) -> torch.Tensor:
     """Similarity of the pairs ``(i, j)`` on the fine thumbnails, ``j`` in the orientation the
-    search found, best over ±1 pixel shifts."""
+    search found, best over ±1 pixel shifts and the zooms ``ZOOMS``."""
     out = []
     for start in range(0, len(i), chunk):
         a, b, o = i[start:start + chunk], j[start:start + chunk], orientation[start:start + chunk].long()

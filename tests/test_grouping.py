@@ -46,7 +46,8 @@ COPIES = {
     "mirrored left-right": lambda img: img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
     "shifted by one pixel": lambda img: Image.fromarray(np.roll(np.asarray(img), (1, 1), axis=(0, 1))),
     "border added, rescaled": reframed,
-    "gamma 1.5": lambda img: gamma(img, 1.5),
+    "gamma 0.5": gamma,
+    "gamma 2": lambda img: gamma(img, 2.0),
     "gamma 2, reframed, rotated 90°": lambda img: gamma(reframed(img), 2.0).transpose(Image.Transpose.ROTATE_90),
 }
 
@@ -79,15 +80,6 @@ def test_the_old_audit_misses_rotated_and_reframed_copies():
     images = [original] + [COPIES[k](original) for k in kinds]
     near = audit.similar_pairs(cached(images, 64), cached(images, 32))
     assert {(0, k) for k in range(1, 4)}.isdisjoint(zip(near["i"].tolist(), near["j"].tolist()))
-
-
-def test_a_strong_gamma_is_only_caught_at_the_same_scan_level():
-    """A known limit: a strong gamma moves the soft edge of the head, hence the foreground box,
-    by a pixel; at 64 px that costs a few hundredths of similarity. The copy still scores far
-    above the same-scan level, so it never lands on the other side of a split boundary."""
-    original = phantom(5)
-    score = robust_scores([original, gamma(original, 0.5)])[(0, 1)]
-    assert grouping.SCAN_THRESHOLD < score < grouping.SLICE_THRESHOLD
 
 
 def test_different_slices_do_not_match():
