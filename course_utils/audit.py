@@ -23,6 +23,10 @@ just above and below it, which is how the threshold was chosen.
 near duplicate anywhere in ``Training/``. It is committed as ``clean_test_manifest.csv`` next
 to this file; ``load_clean_test(size)`` returns it as an ``ImageSet``.
 
+**Copies this audit misses** (rotated by 90°, re-framed, re-contrasted beyond a gain) and
+**neighbouring slices of one scan** are found by ``course_utils.grouping``, which builds
+same-slice and same-scan groups on top of these pairs and the grouped split.
+
 **Shortcuts**: ``shortcut_features`` describes each file by what has nothing to do with
 anatomy (size, aspect, black border, format, colour mode, bytes), and ``ct_score`` flags
 slices that look like CT rather than MRI (a bright, saturated skull).

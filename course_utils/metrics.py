@@ -146,3 +146,34 @@ def roc_auc_ovr(probs: np.ndarray, y_true) -> dict[str, np.ndarray | float]:
     macro = float(aucs[defined].mean()) if defined.any() else float("nan")
     weighted = float(np.average(aucs[defined], weights=support[defined])) if defined.any() else float("nan")
     return {"per_class": aucs, "macro": macro, "weighted": weighted}
+
+
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (95 % for ``z = 1.96``).
+
+    Unlike the normal approximation p ± z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not
+    zero-width at p = 0 or 1. ``n`` must count *independent* trials: for a test set full of
+    copies of one slice, pass the number of groups, not of images (``group_accuracy``).
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def group_accuracy(y_true, y_pred, groups) -> tuple[float, int]:
+    """Accuracy counting each group once: ``(accuracy, number of groups)``.
+
+    Every image weighs 1 / (size of its group), so each group (e.g. a same-slice group of
+    ``course_utils.grouping``: copies of one slice) contributes its share of correct
+    predictions, between 0 and 1, and the groups are averaged. A slice stored five times is
+    one observation, not five; use the number of groups as ``n`` of ``wilson_interval``.
+    """
+    y_true, y_pred, groups = (np.asarray(a).ravel() for a in (y_true, y_pred, groups))
+    if not (len(y_true) == len(y_pred) == len(groups)):
+        raise ValueError(f"lengths differ: {len(y_true)} labels, {len(y_pred)} predictions, {len(groups)} groups")
+    _, group_index, size = np.unique(groups, return_inverse=True, return_counts=True)
+    weights = 1.0 / size[group_index]
+    return float(np.sum(weights * (y_true == y_pred)) / len(size)), int(len(size))
