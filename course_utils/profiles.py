@@ -150,6 +150,16 @@ def apply_openmp_policy() -> dict[str, str]:
     return wanted
 
 
+def openmp_exports() -> str:
+    """The course's OpenMP variables as ``NAME=value`` words for a shell (``make lab`` starts
+    Jupyter with them); empty when the OpenMP variables are already set by hand."""
+    if _openmp_policy_set is not None:  # set by this process when it imported course_utils
+        return " ".join(f"{k}={v}" for k, v in _openmp_policy_set.items())
+    if any(name in os.environ for name in OPENMP_VARIABLES):
+        return ""
+    return " ".join(f"{k}={v}" for k, v in openmp_environment().items())
+
+
 def openmp_policy_note() -> str | None:
     """None if OpenMP runs with the intended wait policy; else what is wrong and how to fix it."""
     wanted = openmp_environment()

@@ -62,6 +62,16 @@ def test_learners_can_override_the_policy(env, expected):
     assert "Note:" not in out
 
 
+@pytest.mark.parametrize("env, words", [({}, "OMP_WAIT_POLICY=PASSIVE"), ({"COURSE_OMP_WAIT": "3000"}, "GOMP_SPINCOUNT=3000"),
+                                        ({"COURSE_OMP_WAIT": "default"}, ""), ({"OMP_WAIT_POLICY": "ACTIVE"}, "")])
+def test_make_lab_starts_jupyter_with_the_policy(env, words):
+    # The Makefile prefixes `jupyter lab` and `jupyter-book` with these words: every kernel
+    # they start has the policy before its first `import torch`.
+    _, out = openmp_settings("from course_utils.profiles import openmp_exports\nprint(openmp_exports())", **env)
+    assert out.strip() == words
+    assert "openmp_exports()" in (ROOT / "Makefile").read_text()
+
+
 def test_setup_says_when_torch_was_loaded_too_early():
     settings, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup()")
     assert settings["GOMP_SPINCOUNT"] == "300000"  # too late: the runtime had started
