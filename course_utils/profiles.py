@@ -204,18 +204,18 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> "t
     """The one call at the top of a lesson: seeds, threads, allocator, device.
 
     Returns the device to train on. With the same seed, profile and device, a lesson gives
-    the same numbers on every run on the CPU. Prints a note if PyTorch's threads could not be
-    given the course's wait policy (``openmp_policy_note``).
+    the same numbers on every run on the CPU. Prints a note if PyTorch's threads (more than
+    one) could not be given the course's wait policy (``openmp_policy_note``).
     """
     import torch
 
-    note = openmp_policy_note()
-    if note and verbose:
-        print(f"Note: {note}")
     tune_allocator()
     if threads is None:
         threads = int(os.environ.get("COURSE_THREADS", 0)) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)
+    note = openmp_policy_note() if threads > 1 else None  # one thread never waits for another
+    if note and verbose:
+        print(f"Note: {note}")
     seed_everything(seed)
     device = choose_device()
     if verbose:

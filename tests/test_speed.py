@@ -56,8 +56,8 @@ def test_without_the_course_pytorch_spins():
     ({"GOMP_SPINCOUNT": "777"}, {"GOMP_SPINCOUNT": "777"}),
 ])
 def test_learners_can_override_the_policy(env, expected):
-    settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\nsetup()",
-                                    **env)
+    settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
+                                    "setup(threads=2)", **env)
     assert expected.items() <= settings.items()
     assert "Note:" not in out
 
@@ -73,12 +73,14 @@ def test_make_lab_starts_jupyter_with_the_policy(env, words):
 
 
 def test_setup_says_when_torch_was_loaded_too_early():
-    settings, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup()")
+    settings, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup(threads=2)")
     assert settings["GOMP_SPINCOUNT"] == "300000"  # too late: the runtime had started
     assert "PyTorch was loaded before the course could set OMP_WAIT_POLICY=PASSIVE" in out
     assert "make lab" in out
-    _, out = openmp_settings("import course_utils.profiles\nimport torch\ncourse_utils.profiles.setup()")
+    _, out = openmp_settings("import course_utils.profiles\nimport torch\ncourse_utils.profiles.setup(threads=2)")
     assert "Note:" not in out
+    _, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup(threads=1)")
+    assert "Note:" not in out  # a single thread never waits for another
 
 
 def test_a_bad_policy_value_is_a_clear_error(monkeypatch):
