@@ -104,9 +104,9 @@ class SpeedWatch:
         if self.key in _warned or usual <= 0 or images_per_second >= self.fraction * usual:
             return None
         _warned.add(self.key)
-        source = "recorded on this machine" if self.reference and usual == self.reference else "of its first epochs"
-        return (f"training at {100 * images_per_second / usual:.0f} % of the usual speed "
-                f"({images_per_second:.0f} images/s, {usual:.0f} {source}): is another program using the CPU?")
+        source = "recorded on this machine" if self.reference and usual == self.reference else "its fastest epoch"
+        return (f"training at {100 * images_per_second / usual:.0f} % of the usual speed ({images_per_second:.0f} "
+                f"images/s; usual: {usual:.0f}, {source}): is another program using the CPU?")
 
 
 def reset_warnings() -> None:
