@@ -48,13 +48,18 @@ notebooks:
 	$(NBVAL) $(EARLY_LESSONS)
 	$(if $(LATER_LESSONS),$(NBVAL) $(LATER_LESSONS))
 
+# PyTorch's CPU threads sleep instead of spinning while they wait for work, so that training
+# keeps its speed when other programs are busy (COURSE_OMP_WAIT; README, "Speed"). OpenMP reads
+# this once, when a kernel loads PyTorch: Jupyter has to start with it in its environment.
+OPENMP_ENV = $(shell $(PY) -c "from course_utils.profiles import openmp_exports; print(openmp_exports())")
+
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as
 # notebooks on double-click. The larger websocket limit lets the lesson-15 app receive
 # uploads above the server's default 10 MiB (it refuses them itself, with a message).
 lab:
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) \
+	$(OPENMP_ENV) $(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) \
 		--ServerApp.tornado_settings='{"websocket_max_message_size": 104857600}'
 
 # The lesson-15 app alone, served by Voila (in COURSE_PROFILE, full unless set): it uses the
@@ -80,7 +85,7 @@ book:
 	$(PY) book/make_toc.py
 	bash book/fetch_assets.sh
 	$(PY) -m course_utils.results
-	COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
+	$(OPENMP_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
 
 # The built book and the Voila app in headless Chromium (run after `make notebooks` and `make book`).
 book-test:

@@ -10,6 +10,11 @@ budgets in one visible line, for example ``EPOCHS = budget(full=15, smoke=1)``.
 
 ``setup()`` is the one call at the top of every lesson: it seeds every random number
 generator, fixes the number of CPU threads, tunes the memory allocator and picks the device.
+
+It also checks how PyTorch's CPU threads wait for work (OpenMP's *wait policy*, see
+``openmp_environment``). That setting is read once, when PyTorch loads, so the course puts it
+into the environment earlier: ``make lab`` starts Jupyter with it, and importing any
+``course_utils`` module before ``torch`` sets it too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import ctypes
 import ctypes.util
 import os
 import random
+import sys
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -84,6 +91,89 @@ def tune_allocator() -> bool:
     return ok
 
 
+# OpenMP's worker threads wait for the next parallel region by spinning on their core for a
+# while (libgomp: about 300 000 spins, a few milliseconds) before they sleep. On an idle
+# computer that saves a wake-up; when another program holds one of the cores, the spinning
+# threads take CPU time from the very thread everyone waits for, and training runs at 40 % of
+# its idle speed. ``scripts/benchmark_under_load.py`` measures both.
+OMP_WAIT_VARIABLE = "COURSE_OMP_WAIT"
+#: The course's choice (see the README's table): sleep at once instead of spinning.
+COURSE_OMP_WAIT = "passive"
+#: The OpenMP runtime's own variables: set by hand, they win over the course's choice.
+OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_openmp_policy_set: dict[str, str] | None = None  # what this process put into its environment
+
+
+def openmp_environment(value: str | None = None) -> dict[str, str]:
+    """The OpenMP environment variables for a ``COURSE_OMP_WAIT`` value.
+
+    ``passive`` (the course's choice when unset): idle threads sleep at once;
+    ``active``: they spin until there is work; ``default``: the runtime's own behaviour
+    (spin a few milliseconds, then sleep); a whole number: spin that many times, then sleep.
+    """
+    raw = os.environ.get(OMP_WAIT_VARIABLE, "") if value is None else value
+    name = raw.strip().lower() or COURSE_OMP_WAIT
+    if name == "default":
+        return {}
+    if name in ("passive", "active"):
+        return {"OMP_WAIT_POLICY": name.upper()}
+    if name.isdigit():
+        return {"GOMP_SPINCOUNT": name}
+    raise ValueError(f"{OMP_WAIT_VARIABLE}={raw!r} is not a wait policy; use passive (the course's choice), "
+                     f"active, default, or a number of spins such as 10000.")
+
+
+def openmp_started() -> bool:
+    """True once PyTorch (and with it the OpenMP runtime, which reads its settings then) is loaded."""
+    if "torch" in sys.modules:
+        return True
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return "/libgomp.so" in maps
+
+
+def apply_openmp_policy() -> dict[str, str]:
+    """Put the course's OpenMP wait policy into this process's environment, if it still counts.
+
+    Does nothing when the OpenMP variables are already set (by the learner, or by ``make
+    lab``), or when PyTorch is already loaded (too late: ``setup()`` then says so).
+    Returns the variables it set. Importing any ``course_utils`` module calls it.
+    """
+    global _openmp_policy_set
+    wanted = openmp_environment()
+    if any(name in os.environ for name in OPENMP_VARIABLES) or openmp_started():
+        return {}
+    os.environ.update(wanted)
+    _openmp_policy_set = wanted
+    return wanted
+
+
+def openmp_exports() -> str:
+    """The course's OpenMP variables as ``NAME=value`` words for a shell (``make lab`` starts
+    Jupyter with them); empty when the OpenMP variables are already set by hand."""
+    if _openmp_policy_set is not None:  # set by this process when it imported course_utils
+        return " ".join(f"{k}={v}" for k, v in _openmp_policy_set.items())
+    if any(name in os.environ for name in OPENMP_VARIABLES):
+        return ""
+    return " ".join(f"{k}={v}" for k, v in openmp_environment().items())
+
+
+def openmp_policy_note() -> str | None:
+    """None if OpenMP runs with the intended wait policy; else what is wrong and how to fix it."""
+    wanted = openmp_environment()
+    if any(name in os.environ for name in OPENMP_VARIABLES) or not wanted:
+        return None  # set by hand, by make lab, before PyTorch loaded; or the runtime's default asked for
+    if _openmp_policy_set == wanted:
+        return None
+    setting = " ".join(f"{k}={v}" for k, v in wanted.items())
+    return (f"PyTorch was loaded before the course could set {setting}, so its threads keep spinning while they "
+            f"wait: another busy program can then slow training down to less than half. Start Jupyter with "
+            f"`make lab`, or start Python with {setting} in the environment "
+            f"({OMP_WAIT_VARIABLE}=default keeps PyTorch's own behaviour and silences this note).")
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python's, NumPy's and PyTorch's random number generators."""
     import torch
@@ -139,7 +229,8 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> "t
     """The one call at the top of a lesson: seeds, threads, allocator, device.
 
     Returns the device to train on. With the same seed, profile and device, a lesson gives
-    the same numbers on every run on the CPU.
+    the same numbers on every run on the CPU. Prints a note if PyTorch's threads (more than
+    one) could not be given the course's wait policy (``openmp_policy_note``).
     """
     import torch
 
@@ -147,6 +238,9 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> "t
     if threads is None:
         threads = threads_from_env()
     torch.set_num_threads(threads)
+    note = openmp_policy_note() if threads > 1 else None  # one thread never waits for another
+    if note and verbose:
+        print(f"Note: {note}")
     seed_everything(seed)
     device = choose_device()
     if verbose:

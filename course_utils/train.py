@@ -3,7 +3,9 @@
 ``fit`` is a small, readable version of what Keras' ``model.fit`` or PyTorch Lightning do:
 
 * a progress bar over epochs (``tqdm.auto``: a widget in notebooks, text elsewhere);
-* a ``History`` of loss, accuracy, learning rate and seconds per epoch;
+* a ``History`` of loss, accuracy, learning rate, seconds and training images/s per epoch;
+* in the full profile, a note (once) when training runs far below its recorded speed on
+  this machine: another program is probably using the CPU (``course_utils.speed``);
 * early stopping on a validation metric, restoring the best weights at the end;
 * learning-rate schedules, stepped per epoch or per batch (``OneCycleLR``), and
   ``ReduceLROnPlateau`` driven by the validation metric;
@@ -38,6 +40,7 @@ from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, dic
                     read_or_explain, torch_load)
 from .data import project_root, shown_path
 from .profiles import current_profile
+from .speed import SpeedWatch, record_speed, recorded_speed, speed_file_disabled
 
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 
@@ -51,6 +54,9 @@ MONITORS = {"val_loss": "min", "val_acc": "max"}
 class History:
     """What happened in each epoch; index ``i`` of every list is epoch ``i + 1``.
 
+    ``images_per_second`` is the training speed of each epoch (training batches only,
+    without the validation pass).
+
     ``best_epoch`` is the (1-based) epoch with the best monitored validation metric;
     ``stopped_early`` says whether early stopping ended the run; ``diverged`` whether the
     training loss became infinite or NaN (the run stops then: nothing good follows).
@@ -62,6 +68,7 @@ class History:
     val_acc: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    images_per_second: list[float] = field(default_factory=list)
     monitor: str = "val_loss"
     best_epoch: int | None = None
     stopped_early: bool = False
@@ -106,15 +113,16 @@ class History:
 # --------------------------------------------------------------------------------------
 
 
-def checkpoint_dir(profile: str | None = None) -> Path:
-    """``checkpoints/<profile>/`` in the project (created if needed).
+def checkpoint_dir(profile: str | None = None, create: bool = True) -> Path:
+    """``checkpoints/<profile>/`` in the project (created if needed, unless ``create=False``).
 
     Each profile has its own folder, so a one-epoch smoke run never replaces the model a
     full run trained. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
     """
     root = Path(os.environ.get("COURSE_CHECKPOINT_DIR", project_root() / "checkpoints"))
     folder = root / (profile or current_profile())
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -301,10 +309,31 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x
 
 
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               device: torch.device, loss_fn: Callable, batch_scheduler=None, *,
+               channels_last: bool = False, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step on one batch: forward, loss, backward, optimizer step.
+
+    ``batch_scheduler`` (e.g. ``OneCycleLR``) is stepped after the optimizer. Returns the
+    loss and the logits (still on the device). Every lesson's training and the speed
+    benchmarks run this same function.
+    """
+    x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+    with _autocast(device, amp):
+        logits = model(x)
+        loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if batch_scheduler is not None:
+        batch_scheduler.step()
+    return loss, logits
+
+
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
                     loss_fn: Callable | None = None, batch_scheduler=None, *,
                     channels_last: bool = False, amp: bool = False) -> tuple[float, float]:
-    """One pass over ``loader``: forward, loss, backward, optimizer step, for every batch.
+    """One pass over ``loader``: a ``train_step`` for every batch.
 
     ``batch_scheduler`` (e.g. ``OneCycleLR``) is stepped after every optimizer step.
     Returns the mean training loss and accuracy of the epoch (measured on the augmented
@@ -314,17 +343,10 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for x, y in loader:
-        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = model(x)
-            loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if batch_scheduler is not None:
-            batch_scheduler.step()
+        loss, logits = train_step(model, x, y, optimizer, device, loss_fn, batch_scheduler,
+                                  channels_last=channels_last, amp=amp)
         total_loss += loss.item() * len(y)
-        correct += (logits.argmax(dim=1) == y).sum().item()
+        correct += (logits.argmax(dim=1) == y.to(logits.device)).sum().item()
         seen += len(y)
         if not math.isfinite(total_loss):
             break  # diverged: stop wasting time, the caller records it
@@ -427,6 +449,32 @@ def _read_last_state(path: Path) -> dict | None:
         return None
 
 
+class CountingLoader:
+    """Iterates a loader (or any iterable of ``(x, y)`` batches) and counts the images served."""
+
+    def __init__(self, loader):
+        self.loader, self.images = loader, 0
+
+    def __iter__(self):
+        for x, y in self.loader:
+            self.images += len(y)
+            yield x, y
+
+
+def _speed_watch(checkpoint: Path | None, progress: bool) -> SpeedWatch | None:
+    """A ``SpeedWatch`` for a lesson's full-profile run: one that saves its model into
+    ``checkpoint_dir()`` (the checkpoint's name is the run's key in ``results/speed.json``).
+
+    Smoke runs are too short to time (a few batches, mostly warm-up), and runs saving
+    elsewhere (tests, experiments) would fill the record with speeds of other things.
+    """
+    if checkpoint is None or not progress or current_profile() != "full":
+        return None
+    if checkpoint.resolve().parent != checkpoint_dir(create=False).resolve():
+        return None
+    return SpeedWatch(checkpoint.stem, recorded_speed(checkpoint.stem))
+
+
 def _clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -487,6 +535,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
     best_state, wait, start = None, 0, 0
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     last_path = last_state_path(checkpoint) if checkpoint is not None else None
+    watch = _speed_watch(checkpoint, progress)
 
     state = _read_last_state(last_path) if resume and last_path is not None else None
     if state is not None:
@@ -516,8 +565,10 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
         lr = _current_lr(optimizer)
         batch_scheduler = scheduler if scheduler_step == "batch" else None
         _set_epoch(train_loader, epoch)
-        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, loss_fn, batch_scheduler,
+        counted = CountingLoader(train_loader)
+        train_loss, train_acc = train_one_epoch(model, counted, optimizer, device, loss_fn, batch_scheduler,
                                                 channels_last=channels_last, amp=amp)
+        speed = counted.images / max(time.perf_counter() - began, 1e-9)
         if val_loader is not None and math.isfinite(train_loss):
             val = evaluate(model, val_loader, device, loss_fn, channels_last=channels_last, amp=amp)
         else:
@@ -525,7 +576,10 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
         if scheduler is not None and scheduler_step == "epoch":
             scheduler.step()
         history.append(train_loss=train_loss, train_acc=train_acc, val_loss=val["loss"], val_acc=val["acc"],
-                       lr=lr, seconds=time.perf_counter() - began)
+                       lr=lr, seconds=time.perf_counter() - began, images_per_second=speed)
+        slow = watch.check(speed) if watch is not None else None
+        if slow:
+            print(f"Note: {slow}")
         if not math.isfinite(train_loss):
             history.diverged = True
         value = history.val_loss[-1] if monitor == "val_loss" else history.val_acc[-1]
@@ -563,11 +617,15 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
         model.load_state_dict(best_state)
     if progress and len(history):
         print(_summary(history, early_stopping is not None and best_state is not None))
+    if watch is not None and history.images_per_second and not speed_file_disabled():
+        record_speed(watch.key, float(np.median(history.images_per_second)), "course_utils.train.fit")
     return history
 
 
 def _summary(history: History, restored: bool) -> str:
     parts = [f"{len(history)} epochs in {sum(history.seconds) / 60:.1f} min"]
+    if history.images_per_second:
+        parts.append(f"training {np.median(history.images_per_second):.0f} images/s")
     if history.diverged:
         parts.append("training diverged (loss not finite)")
     if history.stopped_early:
