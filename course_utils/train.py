@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .profiles import current_profile
+from .profiles import DEFAULT_SEED, active_seed, current_profile
 
 MONITORS = {"val_loss": "min", "val_acc": "max"}
 
@@ -107,12 +107,16 @@ def checkpoint_dir(profile: str | None = None) -> Path:
     """``checkpoints/<profile>/`` in the project (created if needed).
 
     Each profile has its own folder, so a one-epoch smoke run never replaces the model a
-    full run trained. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
+    full run trained. A run with another seed than the default (``COURSE_SEED``) writes to
+    ``checkpoints/<profile>/seed<N>/``: measuring the spread never touches the models that
+    later lessons load. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
     """
     from .data import project_root
 
     root = Path(os.environ.get("COURSE_CHECKPOINT_DIR", project_root() / "checkpoints"))
     folder = root / (profile or current_profile())
+    if active_seed() != DEFAULT_SEED:
+        folder = folder / f"seed{active_seed()}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
