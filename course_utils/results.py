@@ -200,6 +200,26 @@ def report_target(what: str, value: float, target: float, stats: dict | None = N
     return reached
 
 
+def announce_minutes(lesson: str, name: str, what: str = "this training", path: Path = RESULTS_JSON) -> str:
+    """Print, before a long stage starts, how long the recorded full-profile run of it took.
+
+    The recorded ``minutes`` of the row ``lesson/name`` and where they were measured; a learner
+    on a slower or busy CPU knows what to expect. Prints nothing in the smoke profile (its runs
+    are tiny). Returns the message.
+    """
+    if current_profile() != "full":
+        return ""
+    row = load_results(path).get(f"{lesson}/{name}", {})
+    if isinstance(row.get("minutes"), (int, float)):
+        message = (f"{what}: the recorded full-profile run took {row['minutes']:.1f} min "
+                   f"({row.get('machine', 'machine not recorded')}, {row.get('date', '')}); "
+                   f"a slower or busy CPU takes longer")
+    else:
+        message = f"{what}: no full-profile time recorded yet"
+    print(message)
+    return message
+
+
 def report_claim(claim: str, holds: bool, stats: dict | None = None) -> bool:
     """Like ``report_target`` for a comparison ("flips beat every other remedy"); never raises."""
     print(f"{claim}: {'holds' if holds else 'does not hold'} in this run; {describe_spread(stats)}.")
@@ -297,7 +317,10 @@ def main() -> int:
     RESULTS_MD.write_text(
         "# Results (full profile, measured)\n\n"
         "Written by `python -m course_utils.results` from `results/results.json`; every row "
-        "comes from a full-profile run of the lesson named.\n\n" + to_markdown(table)
+        "comes from a full-profile run of the lesson named, with seed 0. Where a lesson was also "
+        "run with other seeds (`COURSE_SEED`), a second table gives the spread, seed by seed. "
+        "Repeated on one machine a run gives the same numbers; another machine can end a few "
+        "test images away (see the README).\n\n" + to_markdown(table)
     )
     print(f"wrote {RESULTS_MD} ({len(table)} rows) on {platform.node() or sys.platform}")
     return 0

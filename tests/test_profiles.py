@@ -173,3 +173,16 @@ def test_report_target_reports_and_never_raises(capsys):
     assert "not measured yet" in capsys.readouterr().out
     assert results.report_claim("flips win", False, None) is False
     assert "flips win: does not hold in this run" in capsys.readouterr().out
+
+
+def test_long_stages_announce_their_recorded_minutes(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"08/cnn": {"lesson": "08", "name": "cnn", "minutes": 5.076,
+                                           "machine": "cpu, 2 threads", "date": "2026-11-23"}}))
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    message = results.announce_minutes("08", "cnn", "training 28 epochs", path=path)
+    assert message == ("training 28 epochs: the recorded full-profile run took 5.1 min (cpu, 2 threads, "
+                       "2026-11-23); a slower or busy CPU takes longer") and message in capsys.readouterr().out
+    assert "no full-profile time recorded yet" in results.announce_minutes("11", "lite0", path=path)
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert results.announce_minutes("08", "cnn", path=path) == ""
