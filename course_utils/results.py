@@ -282,16 +282,19 @@ def _spread_table(rows: list[dict]) -> list[str]:
     """Markdown lines: mean, min-max and the per-seed values of every row run with several seeds."""
     lines = []
     for row in rows:
+        dates = {seed: run.get("date", "") for seed, run in runs(row).items()}
         for metric in ("test_acc", "val_acc"):
             stats = spread(row, metric)
             if stats:
-                per_seed = ", ".join(f"{seed}: {_percent(v)}" for seed, v in zip(stats["seeds"], stats["values"]))
+                per_seed = ", ".join(f"{seed}: {_percent(v)} ({dates[seed]})"
+                                     for seed, v in zip(stats["seeds"], stats["values"]))
                 lines.append(f"| {row['name']} | {HEADERS.get(metric, metric)} | {stats['n']} | "
                              f"{_percent(stats['mean'])} | ±{100 * stats['half_range']:.2f} | "
                              f"{_percent(stats['min'])}-{_percent(stats['max'])} | {per_seed} |")
     if not lines:
         return []
-    return ["Spread over seeds (%; ± is half of max - min):", "",
+    return ["Spread over seeds (%; ± is half of max - min; per seed: the value and the date of its run, "
+            "whose machine `results/results.json` names):", "",
             "| model / run | metric | runs | mean | ± | min-max | per seed |", "|---|---|---|---|---|---|---|", *lines]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -154,7 +155,9 @@ def test_other_seeds_are_recorded_as_the_spread_of_the_headline(tmp_path, monkey
     assert stats["mean"] == pytest.approx(0.9633, abs=1e-4) and stats["half_range"] == pytest.approx(0.015)
     assert results.recorded_spread("11", "lite0", "val_acc", path=path) is None  # not measured
     markdown = results.to_markdown(json.loads(path.read_text()))
-    spread_row = "| lite0 | official test acc. | 3 | 96.33 | ±1.50 | 95.00-98.00 | 0: 96.00, 1: 95.00, 2: 98.00 |"
+    today = time.strftime("%Y-%m-%d")
+    spread_row = (f"| lite0 | official test acc. | 3 | 96.33 | ±1.50 | 95.00-98.00 | "
+                  f"0: 96.00 ({today}), 1: 95.00 ({today}), 2: 98.00 ({today}) |")
     assert spread_row in markdown
     assert "## Machines" in markdown and "| 0.96 | 5 |" in markdown  # the headline row: seed 0's numbers
 
