@@ -5,6 +5,11 @@ minutes, ...). Only ``full``-profile runs on the complete dataset are written: a
 numbers say nothing about the method, so ``record`` just prints them. The table lives in
 ``results/results.json``; ``python -m course_utils.results`` renders it as Markdown into
 ``results/RESULTS.md`` (which the README and the book show).
+
+Every row names its seed and machine (``machine_info``): a repeated run on one machine gives
+the same numbers, another CPU or seed a slightly different model. Runs with other seeds
+(``COURSE_SEED``) are kept as the row's spread; lessons print it (``describe_spread``) and
+report their targets with it (``report_target``, ``report_claim``) instead of asserting them.
 """
 
 from __future__ import annotations
