@@ -162,7 +162,8 @@ def test_other_seeds_are_recorded_as_the_spread_of_the_headline(tmp_path, monkey
     assert "## Machines" in markdown and "| 0.96 | 5 |" in markdown  # the headline row: seed 0's numbers
 
 
-def test_report_target_reports_and_never_raises(capsys):
+def test_report_target_reports_and_never_raises(capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "full")
     stats = {"n": 3, "seeds": [0, 1, 2], "values": [0.981, 0.987, 0.984], "mean": 0.984, "min": 0.981,
              "max": 0.987, "half_range": 0.003, "sd": 0.003}
     assert results.report_target("on the test split", 0.987, 0.985, stats) is True
@@ -174,8 +175,15 @@ def test_report_target_reports_and_never_raises(capsys):
     assert "not reached in this run (98.10 %)" in out and "Other seeds do reach it" in out
     assert results.report_target("on the test split", 0.5, 0.985, None) is False
     assert "not measured yet" in capsys.readouterr().out
+    results.report_target("on the test split", 0.9, 0.985, stats)  # far outside the spread
+    assert "Other seeds" not in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert results.report_target("on the test split", 0.45, 0.985, stats) is False
+    out = capsys.readouterr().out
+    assert "smoke profile: a tiny run" in out and "Other seeds" not in out
     assert results.report_claim("flips win", False, None) is False
-    assert "flips win: does not hold in this run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "flips win: does not hold in this run" in out and "the claim is about the full run" in out
 
 
 def test_long_stages_announce_their_recorded_minutes(tmp_path, monkeypatch, capsys):
