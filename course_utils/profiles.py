@@ -31,6 +31,10 @@ import numpy as np
 
 PROFILE_VARIABLE = "COURSE_PROFILE"
 PROFILES = ("full", "smoke")
+SEED_VARIABLE = "COURSE_SEED"
+#: The seed of a lesson's headline run; other seeds measure how much a result varies.
+DEFAULT_SEED = 0
+_active_seed: int | None = None
 
 T = TypeVar("T")
 
@@ -183,6 +187,33 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def current_seed() -> int:
+    """The seed a lesson runs with: ``COURSE_SEED`` if set, else ``DEFAULT_SEED`` (0).
+
+    ``COURSE_SEED=1 jupyter nbconvert --execute ...`` re-runs a lesson with another seed
+    without editing it; results recorded by that run go to the lesson's spread, not its
+    headline (see ``course_utils.results.record``).
+    """
+    text = os.environ.get(SEED_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_SEED
+    try:
+        seed = int(text)
+    except ValueError:
+        raise ValueError(
+            f"{SEED_VARIABLE}={text!r} is not a seed; use a whole number >= 0, e.g. "
+            f"{SEED_VARIABLE}=1, or unset it for the lesson's own seed {DEFAULT_SEED}."
+        ) from None
+    if seed < 0:
+        raise ValueError(f"{SEED_VARIABLE}={seed} is negative; use a whole number >= 0.")
+    return seed
+
+
+def active_seed() -> int:
+    """The seed the last ``setup()`` used (``current_seed()`` if ``setup`` has not run)."""
+    return current_seed() if _active_seed is None else _active_seed
+
+
 def choose_device(prefer: str | None = None) -> "torch.device":
     """Return ``cuda`` if available, else Apple's ``mps``, else ``cpu``.
 
@@ -225,14 +256,21 @@ def threads_from_env(default: int | None = None) -> int:
     return threads or default or cores
 
 
-def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> "torch.device":
+def setup(seed: int | None = None, threads: int | None = None, verbose: bool = True) -> "torch.device":
     """The one call at the top of a lesson: seeds, threads, allocator, device.
 
-    Returns the device to train on. With the same seed, profile and device, a lesson gives
-    the same numbers on every run on the CPU. Prints a note if PyTorch's threads (more than
-    one) could not be given the course's wait policy (``openmp_policy_note``).
+    ``seed`` defaults to ``current_seed()`` (``COURSE_SEED``, else 0). Returns the device to
+    train on. With the same seed, profile and device, a lesson gives the same numbers on every
+    run on one machine; another CPU model can round differently and end a few test images apart.
+    Prints a note if PyTorch's threads (more than one) could not be given the course's wait
+    policy (``openmp_policy_note``).
     """
     import torch
+
+    global _active_seed
+    if seed is None:
+        seed = current_seed()
+    _active_seed = seed
 
     tune_allocator()
     if threads is None:

@@ -5,6 +5,11 @@ minutes, ...). Only ``full``-profile runs on the complete dataset are written: a
 numbers say nothing about the method, so ``record`` just prints them. The table lives in
 ``results/results.json``; ``python -m course_utils.results`` renders it as Markdown into
 ``results/RESULTS.md`` (which the README and the book show).
+
+Every row names its seed and machine (``machine_info``): a repeated run on one machine gives
+the same numbers, another CPU or seed a slightly different model. Runs with other seeds
+(``COURSE_SEED``) are kept as the row's spread; lessons print it (``describe_spread``) and
+report their targets with it (``report_target``, ``report_claim``) instead of asserting them.
 """
 
 from __future__ import annotations
@@ -12,25 +17,86 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 from .files import CourseFileError, atomic_write_text, json_load, read_or_explain
-from .profiles import current_profile
+from .profiles import DEFAULT_SEED, active_seed, current_profile
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RESULTS_JSON = RESULTS_DIR / "results.json"
 RESULTS_MD = RESULTS_DIR / "RESULTS.md"
 
 
-def machine_summary() -> str:
-    """Where a number was measured, e.g. ``"cpu, 2 threads"``."""
+#: CPU instruction-set extensions that change which kernels PyTorch and NumPy run (and so
+#: the rounding of a training run), in the order they are reported.
+ISA_FLAGS = ("avx512_bf16", "avx512_vnni", "avx512f", "amx_tile", "avx2", "fma", "avx", "sse4_2", "neon", "asimd")
+
+
+def _cpu_model_and_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
+    """The CPU's model name and its instruction-set flags from ``/proc/cpuinfo`` (Linux).
+
+    Elsewhere (no such file) the model comes from ``platform.processor()`` and no flags.
+    """
+    model, flags = platform.processor() or platform.machine() or "unknown", set()
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return model, []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return model, [f for f in ISA_FLAGS if f in flags]
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict:
+    """Everything about the machine that can change a measured number, as a dict.
+
+    CPU model, the instruction sets PyTorch can use (``torch_cpu_kernels`` is the set its
+    kernels were dispatched to, e.g. AVX2 or AVX512), threads, and library versions. Runs of a
+    lesson are bit-identical only when all of these are the same.
+    """
+    import numpy
     import torch
 
+    model, flags = _cpu_model_and_flags()
+    info = {
+        "cpu": model,
+        "isa": " ".join(flags) or "unknown",
+        "torch_cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torchvision": _version("torchvision"),
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
     if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu, {torch.get_num_threads()} threads"
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def machine_summary(info: dict | None = None) -> str:
+    """Where a number was measured, in a few words, e.g. ``"AMD EPYC (AVX512), 2 threads"``."""
+    info = info or machine_info()
+    if "gpu" in info:
+        return f"cuda ({info['gpu']})"
+    return f"{info['cpu']} ({info['torch_cpu_kernels']}), {info['threads']} threads"
 
 
 def load_results(path: Path = RESULTS_JSON) -> dict:
@@ -50,27 +116,134 @@ def _is_table(content) -> str | None:
     return None
 
 
+#: What a row carries besides the lesson's own numbers (never shown as a number column).
+META_KEYS = ("lesson", "name", "seed", "machine", "environment", "date", "seeds")
+
+
 def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict:
     """Record one result row, e.g. ``record("05", "NumPy MLP + dropout", test_acc=0.915, minutes=1.2)``.
 
-    The row is keyed by ``lesson`` and ``name``: a new full-profile run replaces the old row.
-    Returns the row. In the smoke profile the row is printed, not saved.
+    The row is keyed by ``lesson`` and ``name`` and carries the seed (``setup()``'s) and the
+    machine (``machine_info()``). A run with the lesson's own seed (0) is its headline: it
+    replaces the old row and keeps the other seeds' runs. A run with another seed
+    (``COURSE_SEED``) is added to the row's ``seeds``, from which ``spread`` measures how much
+    the lesson's results vary. Returns the row. In the smoke profile it is printed, not saved.
     """
+    info = machine_info()
+    seed = active_seed()
     row = {
         "lesson": lesson,
         "name": name,
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in numbers.items()},
-        "machine": machine_summary(),
+        "seed": seed,
+        "machine": machine_summary(info),
+        "environment": info,
         "date": time.strftime("%Y-%m-%d"),
     }
     if current_profile() != "full" or os.environ.get("COURSE_NO_RECORD"):
-        print(f"(not recorded: {current_profile()} profile) {row}")
+        print(f"(not recorded: {current_profile()} profile) {_short(row)}")
         return row
     table = load_results(path)
-    table[f"{lesson}/{name}"] = row
+    key = f"{lesson}/{name}"
+    old = table.get(key, {"lesson": lesson, "name": name})
+    if seed == DEFAULT_SEED:
+        table[key] = {**row, **({"seeds": old["seeds"]} if old.get("seeds") else {})}
+    else:
+        seeds = {**old.get("seeds", {}), str(seed): {k: v for k, v in row.items() if k not in ("lesson", "name")}}
+        table[key] = {**old, "seeds": dict(sorted(seeds.items(), key=lambda kv: int(kv[0])))}
     atomic_write_text(path, json.dumps(dict(sorted(table.items())), indent=1) + "\n")
-    print(f"recorded in {path.name}: {row}")
+    where = "headline" if seed == DEFAULT_SEED else f"spread, seed {seed}"
+    print(f"recorded in {path.name} ({where}): {_short(row)}")
     return row
+
+
+def _short(row: dict) -> dict:
+    """A row without its long machine description, for printing."""
+    return {k: v for k, v in row.items() if k != "environment"}
+
+
+def runs(row: dict) -> dict[int, dict]:
+    """Every recorded run of a row by seed: the headline (if recorded) and its ``seeds``."""
+    found = {int(seed): run for seed, run in row.get("seeds", {}).items()}
+    if "date" in row:
+        found[int(row.get("seed", DEFAULT_SEED))] = row
+    return dict(sorted(found.items()))
+
+
+def spread(row: dict, metric: str = "test_acc") -> dict | None:
+    """How much ``metric`` varies over a row's runs with different seeds.
+
+    Returns ``n`` (runs), ``seeds``, ``values``, ``mean``, ``min``, ``max``, ``half_range``
+    (half of max - min: "about ± this") and ``sd`` (sample standard deviation), or None when
+    fewer than two runs recorded the metric.
+    """
+    measured = {seed: run[metric] for seed, run in runs(row).items() if isinstance(run.get(metric), (int, float))}
+    if len(measured) < 2:
+        return None
+    values = list(measured.values())
+    return {"n": len(values), "seeds": list(measured), "values": values, "mean": statistics.mean(values),
+            "min": min(values), "max": max(values), "half_range": (max(values) - min(values)) / 2,
+            "sd": statistics.stdev(values)}
+
+
+def recorded_spread(lesson: str, name: str, metric: str = "test_acc", path: Path = RESULTS_JSON) -> dict | None:
+    """``spread`` of a recorded row, or None if the row or its other seeds are not recorded yet."""
+    row = load_results(path).get(f"{lesson}/{name}")
+    return spread(row, metric) if row else None
+
+
+def describe_spread(stats: dict | None) -> str:
+    """"runs of this lesson vary by about ±0.3 points (3 seeds: 98.1-98.7 %)", for a learner."""
+    if not stats:
+        return "how much runs of this lesson vary is not measured yet (no other seeds recorded)"
+    return (f"runs of this lesson vary by about ±{100 * stats['half_range']:.1f} points "
+            f"({stats['n']} seeds: {100 * stats['min']:.1f}-{100 * stats['max']:.1f} %, "
+            f"mean {100 * stats['mean']:.1f} %)")
+
+
+def report_target(what: str, value: float, target: float, stats: dict | None = None) -> bool:
+    """Say whether this run reached a target accuracy, with how much runs vary; never raises.
+
+    An accuracy after training is an outcome, not a fact: another seed or another CPU ends a
+    few images apart. So a lesson reports its target instead of asserting it. Returns whether
+    the target was reached.
+    """
+    reached = bool(value >= target)
+    print(f"target {100 * target:.1f} % {what}: {'reached' if reached else 'not reached'} in this run "
+          f"({100 * value:.2f} %); {describe_spread(stats)}.")
+    if current_profile() != "full":
+        print(f"  ({current_profile()} profile: a tiny run through the same code, not meant to reach it.)")
+    elif not reached and stats and stats["min"] <= value and stats["max"] >= target:
+        print("  Other seeds do reach it: this run lies within the lesson's measured spread.")
+    return reached
+
+
+def announce_minutes(lesson: str, name: str, what: str = "this training", path: Path = RESULTS_JSON) -> str:
+    """Print, before a long stage starts, how long the recorded full-profile run of it took.
+
+    The recorded ``minutes`` of the row ``lesson/name`` and where they were measured; a learner
+    on a slower or busy CPU knows what to expect. Prints nothing in the smoke profile (its runs
+    are tiny). Returns the message.
+    """
+    if current_profile() != "full":
+        return ""
+    row = load_results(path).get(f"{lesson}/{name}", {})
+    if isinstance(row.get("minutes"), (int, float)):
+        message = (f"{what}: the recorded full-profile run took {row['minutes']:.1f} min "
+                   f"({row.get('machine', 'machine not recorded')}, {row.get('date', '')}); "
+                   f"a slower or busy CPU takes longer")
+    else:
+        message = f"{what}: no full-profile time recorded yet"
+    print(message)
+    return message
+
+
+def report_claim(claim: str, holds: bool, stats: dict | None = None) -> bool:
+    """Like ``report_target`` for a comparison ("flips beat every other remedy"); never raises."""
+    print(f"{claim}: {'holds' if holds else 'does not hold'} in this run; {describe_spread(stats)}.")
+    if current_profile() != "full":
+        print(f"  ({current_profile()} profile: a tiny run through the same code; the claim is about the full run.)")
+    return bool(holds)
 
 
 #: Readable headers for the numbers lessons record (others are shown under their own name).
@@ -96,25 +269,70 @@ def to_markdown(table: dict) -> str:
 
     Lessons record different things (accuracies, minutes, sparsity, latency...), so each
     lesson's table has only its own columns, in the order they were first recorded, then
-    where and when they were measured.
+    where and when they were measured. Rows measured with several seeds get a second table:
+    the spread of their accuracies, seed by seed.
     """
     by_lesson: dict[str, list[dict]] = {}
     for row in table.values():
         by_lesson.setdefault(str(row["lesson"]), []).append(row)
     blocks = []
     for lesson in sorted(by_lesson):
-        rows = by_lesson[lesson]
+        rows = [row for row in by_lesson[lesson] if "date" in row]
         columns = ["name"]
         for row in rows:
-            columns += [k for k in row if k not in columns and k not in ("lesson", "machine", "date")]
+            columns += [k for k in row if k not in columns and k not in META_KEYS]
         columns += ["machine", "date"]
-        lines = [f"## Lesson {lesson}", "",
-                 "| " + " | ".join(HEADERS.get(c, c.replace("_", " ")) for c in columns) + " |",
-                 "|" + "---|" * len(columns)]
-        for row in rows:
-            lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
+        lines = [f"## Lesson {lesson}", ""]
+        if rows:
+            lines += ["| " + " | ".join(HEADERS.get(c, c.replace("_", " ")) for c in columns) + " |",
+                      "|" + "---|" * len(columns)]
+            lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+        spread_lines = _spread_table(by_lesson[lesson])
+        if spread_lines:
+            lines += (["", "The rows above are the runs with seed 0."] if rows else []) + [""] + spread_lines
         blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
+    return "\n".join(blocks) + _machines(table)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _spread_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: mean, min-max and the per-seed values of every row run with several seeds."""
+    lines = []
+    for row in rows:
+        dates = {seed: run.get("date", "") for seed, run in runs(row).items()}
+        for metric in ("test_acc", "val_acc"):
+            stats = spread(row, metric)
+            if stats:
+                per_seed = ", ".join(f"{seed}: {_percent(v)} ({dates[seed]})"
+                                     for seed, v in zip(stats["seeds"], stats["values"]))
+                lines.append(f"| {row['name']} | {HEADERS.get(metric, metric)} | {stats['n']} | "
+                             f"{_percent(stats['mean'])} | ±{100 * stats['half_range']:.2f} | "
+                             f"{_percent(stats['min'])}-{_percent(stats['max'])} | {per_seed} |")
+    if not lines:
+        return []
+    return ["Spread over seeds (%; ± is half of max - min; per seed: the value and the date of its run, "
+            "whose machine `results/results.json` names):", "",
+            "| model / run | metric | runs | mean | ± | min-max | per seed |", "|---|---|---|---|---|---|---|", *lines]
+
+
+def _machines(table: dict) -> str:
+    """A closing section: the machines (CPU, instruction sets, libraries) the rows were measured on."""
+    seen: list[dict] = []
+    for row in table.values():
+        for run in runs(row).values():
+            info = run.get("environment")
+            if info and info not in seen:
+                seen.append(info)
+    if not seen:
+        return ""
+    keys = list(dict.fromkeys(k for info in seen for k in info))
+    lines = ["## Machines", "", "Rows recorded with a machine description ran on:", "",
+             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(info.get(k, "")) for k in keys) + " |" for info in seen]
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -127,7 +345,10 @@ def main() -> int:
         RESULTS_MD,
         "# Results (full profile, measured)\n\n"
         "Written by `python -m course_utils.results` from `results/results.json`; every row "
-        "comes from a full-profile run of the lesson named.\n\n" + to_markdown(table)
+        "comes from a full-profile run of the lesson named, with seed 0. Where a lesson was also "
+        "run with other seeds (`COURSE_SEED`), a second table gives the spread, seed by seed. "
+        "Repeated on one machine a run gives the same numbers; another machine can end a few "
+        "test images away (see the README).\n\n" + to_markdown(table)
     )
     print(f"wrote {RESULTS_MD} ({len(table)} rows) on {platform.node() or sys.platform}")
     return 0

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import project_root, shown_path
 from .files import (CourseFileError, UnreadableFileError, atomic_torch_save, dict_with, move_aside,
                     read_or_explain, torch_load)
-from .data import project_root, shown_path
-from .profiles import current_profile
+from .profiles import DEFAULT_SEED, active_seed, current_profile
 from .speed import SpeedWatch, record_speed, recorded_speed, speed_file_disabled
 
 MONITORS = {"val_loss": "min", "val_acc": "max"}
@@ -117,10 +117,14 @@ def checkpoint_dir(profile: str | None = None, create: bool = True) -> Path:
     """``checkpoints/<profile>/`` in the project (created if needed, unless ``create=False``).
 
     Each profile has its own folder, so a one-epoch smoke run never replaces the model a
-    full run trained. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
+    full run trained. A run with another seed than the default (``COURSE_SEED``) writes to
+    ``checkpoints/<profile>/seed<N>/``: measuring the spread never touches the models that
+    later lessons load. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
     """
     root = Path(os.environ.get("COURSE_CHECKPOINT_DIR", project_root() / "checkpoints"))
     folder = root / (profile or current_profile())
+    if active_seed() != DEFAULT_SEED:
+        folder = folder / f"seed{active_seed()}"
     if create:
         folder.mkdir(parents=True, exist_ok=True)
     return folder
