@@ -34,6 +34,9 @@ def test_lesson_shape(path: Path):
     assert hidden, "exercise solutions are hidden code cells"
     assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in hidden), \
         "hidden solutions are also collapsed in JupyterLab"
+    markers = [c.source.splitlines()[0] for c in code if c.source.startswith("# NBVAL")]
+    assert not markers, (f"test markers in the code a reader sees: {markers}; use the cell's "
+                         "tags instead (e.g. tags: [nbval-ignore-output])")
 
 
 def test_expected_output_becomes_a_checked_output(tmp_path):
