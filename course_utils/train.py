@@ -319,8 +319,8 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     """One training step on one batch: forward, loss, backward, optimizer step.
 
     ``batch_scheduler`` (e.g. ``OneCycleLR``) is stepped after the optimizer. Returns the
-    loss and the logits (still on the device). Every lesson's training and the speed
-    benchmarks run this same function.
+    loss and the logits (still on the device). Every training run from lesson 08 on uses
+    this function, and so does the course's speed measurement.
     """
     x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
     with _autocast(device, amp):
