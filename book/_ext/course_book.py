@@ -32,19 +32,15 @@ from sphinx.util import logging
 
 from course_utils.executed import prime_book_cache
 from course_utils.lessons import is_lesson
+from course_utils.profiles import current_profile
 
 logger = logging.getLogger(__name__)
 
 WIDGET_FILES = ("widget-setup.js", "require.js", "embed-amd.js")
 
 
-def course_profile() -> str:
-    """The profile the lessons run in, as ``course_utils.profiles`` reads it."""
-    return os.environ.get("COURSE_PROFILE", "full").strip().lower() or "full"
-
-
 def set_profile_cache(app: Sphinx, config: Config) -> None:
-    config.course_profile = course_profile()
+    config.course_profile = current_profile()
     if not config.nb_execution_cache_path:
         build_dir = Path(app.outdir).parent
         config.nb_execution_cache_path = str(build_dir / ".jupyter_cache" / config.course_profile)

@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import jupytext
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -361,9 +363,6 @@ def test_favicon_and_logo_exist(page_path):
 @pytest.mark.parametrize("lesson_page", lessons())
 def test_lesson_downloads_as_notebook(lesson_page):
     """A lesson page's download menu offers the lesson as an .ipynb: its code, no outputs."""
-    import jupytext
-    import nbformat
-
     text = (HTML / lesson_page).read_text(encoding="utf-8")
     link = re.search(r'href="([^"]+\.ipynb)"', text)
     assert link, "no .ipynb in the page's download menu"
