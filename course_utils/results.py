@@ -177,16 +177,19 @@ def spread(row: dict, metric: str = "test_acc") -> dict | None:
 
     Returns ``n`` (runs), ``seeds``, ``values``, ``mean``, ``min``, ``max``, ``half_range``
     (half of max - min), ``sd`` (sample standard deviation) and ``machines`` (how many distinct
-    machine descriptions the runs carry), or None when fewer than two runs recorded the metric.
+    machines the runs name; None when some run does not describe its machine), or None when
+    fewer than two runs recorded the metric.
     """
     measured = {seed: run[metric] for seed, run in runs(row).items() if isinstance(run.get(metric), (int, float))}
     if len(measured) < 2:
         return None
     values = list(measured.values())
-    machines = {run.get("machine") for seed, run in runs(row).items() if seed in measured}
+    described = [run for seed, run in runs(row).items() if seed in measured]
+    machines = (len({run.get("machine") for run in described})
+                if all(run.get("environment") for run in described) else None)
     return {"n": len(values), "seeds": list(measured), "values": values, "mean": statistics.mean(values),
             "min": min(values), "max": max(values), "half_range": (max(values) - min(values)) / 2,
-            "sd": statistics.stdev(values), "machines": len(machines)}
+            "sd": statistics.stdev(values), "machines": machines}
 
 
 def recorded_spread(lesson: str, name: str, metric: str = "test_acc", path: Path = RESULTS_JSON) -> dict | None:
@@ -206,7 +209,8 @@ def describe_spread(stats: dict | None) -> str:
         return "how much runs of this lesson vary is not measured yet"
     seeds = ", ".join(str(seed) for seed in stats["seeds"])
     machines = stats.get("machines", 1)
-    where = f" on {machines} machines" if machines > 1 else ""
+    where = ("; not every run names its machine" if machines is None
+             else f" on {machines} machines" if machines > 1 else "")
     return (f"the {stats['n']} recorded runs (seeds {seeds}{where}) range from {100 * stats['min']:.1f} "
             f"to {100 * stats['max']:.1f} % ({100 * (stats['max'] - stats['min']):.1f} points)")
 
@@ -225,9 +229,8 @@ def report_target(what: str, value: float, target: float, stats: dict | None = N
         print(f"  ({current_profile()} profile: a tiny run through the same code, not meant to reach it.)")
     elif stats:
         hits = sum(v >= target for v in stats["values"])
-        inside = stats["min"] <= value <= stats["max"]
-        print(f"  {hits} of the {stats['n']} recorded runs {'reaches' if hits == 1 else 'reach'} it"
-              + ("; this run lies within their range." if inside else "; this run lies outside their range."))
+        print(f"  {hits} of the {stats['n']} recorded runs {'reaches' if hits == 1 else 'reach'} it "
+              "(a full run records itself before this line, so it is among them).")
     return reached
 
 
