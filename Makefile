@@ -48,10 +48,12 @@ notebooks:
 	$(NBVAL) $(EARLY_LESSONS)
 	$(if $(LATER_LESSONS),$(NBVAL) $(LATER_LESSONS))
 
-# PyTorch's CPU threads sleep instead of spinning while they wait for work, so that training
-# keeps its speed when other programs are busy (COURSE_OMP_WAIT; README, "Speed"). OpenMP reads
-# this once, when a kernel loads PyTorch: Jupyter has to start with it in its environment.
+# How PyTorch's CPU threads wait for work (COURSE_OMP_WAIT; README, "Speed on a CPU"). OpenMP
+# reads it once, when a kernel loads PyTorch. With `auto` (the default) every kernel imports
+# course_utils when it starts (jupyter/ipython_kernel_config.py, copied into the environment)
+# and chooses for itself; any other value is put into Jupyter's environment.
 OPENMP_ENV = $(shell $(PY) -c "from course_utils.profiles import openmp_exports; print(openmp_exports())")
+KERNEL_CONFIG = mkdir -p $(VENV)/etc/ipython && cp jupyter/ipython_kernel_config.py $(VENV)/etc/ipython/
 
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as
 # notebooks on double-click. The larger websocket limit lets the lesson-15 app receive
@@ -59,6 +61,7 @@ OPENMP_ENV = $(shell $(PY) -c "from course_utils.profiles import openmp_exports;
 lab:
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(KERNEL_CONFIG)
 	$(OPENMP_ENV) $(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) \
 		--ServerApp.tornado_settings='{"websocket_max_message_size": 104857600}'
 
@@ -85,6 +88,7 @@ book:
 	$(PY) book/make_toc.py
 	bash book/fetch_assets.sh
 	$(PY) -m course_utils.results
+	$(KERNEL_CONFIG)
 	$(OPENMP_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
 
 # The built book and the Voila app in headless Chromium (run after `make notebooks` and `make book`).

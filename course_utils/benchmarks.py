@@ -37,20 +37,24 @@ def lesson08_loader(size: int = LESSON08_SIZE, batch_size: int = LESSON08_BATCH)
 
 
 def lesson08_throughput(loader, *, batches: int = 30, warmup: int = 3,
-                        device: torch.device | str = "cpu") -> dict:
+                        device: torch.device | str = "cpu", channels_last: bool = True) -> dict:
     """Images per second of lesson 08's training on ``warmup + batches`` batches of ``loader``.
 
     The first ``warmup`` batches are not timed (first calls allocate memory and choose
     convolution kernels); the loader's own work (augmentation, decoding) is timed, as in
-    the lesson. Returns ``{"images": ..., "seconds": ..., "images_per_second": ...}``.
+    the lesson. ``channels_last=False`` keeps PyTorch's default memory format (NCHW), as code
+    written without the course does; the lesson trains channels-last.
+    Returns ``{"images": ..., "seconds": ..., "images_per_second": ...}``.
     """
     device = torch.device(device)
     torch.manual_seed(0)
-    model = SmallCNN(**LESSON08_CNN).to(device).to(memory_format=torch.channels_last)
+    model = SmallCNN(**LESSON08_CNN).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=warmup + batches)
     step = dict(device=device, loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1), batch_scheduler=schedule,
-                channels_last=True)
+                channels_last=channels_last)
     stream = iter(loader)
     train_one_epoch(model, islice(stream, warmup), optimizer, **step)
     timed = CountingLoader(islice(stream, batches))

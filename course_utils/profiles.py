@@ -24,6 +24,7 @@ import ctypes.util
 import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,33 +99,72 @@ def tune_allocator() -> bool:
 # OpenMP's worker threads wait for the next parallel region by spinning on their core for a
 # while (libgomp: about 300 000 spins, a few milliseconds) before they sleep. On an idle
 # computer that saves a wake-up; when another program holds one of the cores, the spinning
-# threads take CPU time from the very thread everyone waits for, and training runs at 40 % of
-# its idle speed. ``scripts/benchmark_under_load.py`` measures both.
+# threads take CPU time from the very thread everyone waits for, and training runs at a third
+# of its idle speed. Sleeping at once (passive) keeps about 60 % under load but costs about
+# 10 % when idle, so the course looks before it chooses. ``scripts/benchmark_under_load.py``
+# measures all of it.
 OMP_WAIT_VARIABLE = "COURSE_OMP_WAIT"
-#: The course's choice (see the README's table): sleep at once instead of spinning.
-COURSE_OMP_WAIT = "passive"
+#: The course's choice: ``auto`` looks how busy the computer is when the course is imported.
+COURSE_OMP_WAIT = "auto"
+#: ``auto`` makes threads sleep (passive) when other programs keep this many cores busy.
+BUSY_CORES = 0.5
+#: How long ``auto`` watches the computer (seconds).
+SAMPLE_SECONDS = 0.2
 #: The OpenMP runtime's own variables: set by hand, they win over the course's choice.
 OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _openmp_policy_set: dict[str, str] | None = None  # what this process put into its environment
+_openmp_decision: str | None = None  # one line saying what was chosen and why (``setup()`` prints it)
 
 
-def openmp_environment(value: str | None = None) -> dict[str, str]:
-    """The OpenMP environment variables for a ``COURSE_OMP_WAIT`` value.
-
-    ``passive`` (the course's choice when unset): idle threads sleep at once;
-    ``active``: they spin until there is work; ``default``: the runtime's own behaviour
-    (spin a few milliseconds, then sleep); a whole number: spin that many times, then sleep.
-    """
+def wait_choice(value: str | None = None) -> str:
+    """The ``COURSE_OMP_WAIT`` value (``value``, else the environment's), checked and lower-cased."""
     raw = os.environ.get(OMP_WAIT_VARIABLE, "") if value is None else value
     name = raw.strip().lower() or COURSE_OMP_WAIT
+    if name in ("auto", "default", "passive", "active") or name.isdigit():
+        return name
+    raise ValueError(f"{OMP_WAIT_VARIABLE}={raw!r} is not a wait policy; use auto (the course's choice), "
+                     f"passive, active, default, or a number of spins such as 10000.")
+
+
+def openmp_environment(value: str | None = None, busy: float | None = None) -> dict[str, str]:
+    """The OpenMP environment variables for a ``COURSE_OMP_WAIT`` value.
+
+    ``passive``: idle threads sleep at once; ``active``: they spin until there is work;
+    ``default``: the runtime's own behaviour (spin a few milliseconds, then sleep); a whole
+    number: spin that many times, then sleep. ``auto`` (the course's choice when unset) is
+    ``passive`` when ``busy`` (cores other programs keep busy, see ``busy_cores``) reaches
+    ``BUSY_CORES``, else ``default``. The policy never changes the numbers a run computes,
+    only how fast it runs.
+    """
+    name = wait_choice(value)
+    if name == "auto":
+        name = "passive" if busy is not None and busy >= BUSY_CORES else "default"
     if name == "default":
         return {}
     if name in ("passive", "active"):
         return {"OMP_WAIT_POLICY": name.upper()}
-    if name.isdigit():
-        return {"GOMP_SPINCOUNT": name}
-    raise ValueError(f"{OMP_WAIT_VARIABLE}={raw!r} is not a wait policy; use passive (the course's choice), "
-                     f"active, default, or a number of spins such as 10000.")
+    return {"GOMP_SPINCOUNT": name}
+
+
+def busy_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
+    """How many cores other programs keep busy, watched for ``seconds`` (None where unknown).
+
+    Reads the whole computer's CPU time from ``/proc/stat`` (Linux) before and after a short
+    sleep and takes away this process's own. Load that starts later is not seen.
+    """
+    def sample() -> tuple[int, float, float]:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        own = os.times()
+        return sum(ticks) - ticks[3] - ticks[4], time.monotonic(), own.user + own.system  # not idle, not iowait
+
+    try:
+        busy0, began, own0 = sample()
+        time.sleep(seconds)
+        busy1, ended, own1 = sample()
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, ((busy1 - busy0) / hz - (own1 - own0)) / max(ended - began, 1e-3))
 
 
 def openmp_started() -> bool:
@@ -138,36 +178,91 @@ def openmp_started() -> bool:
     return "/libgomp.so" in maps
 
 
+def _planned_threads() -> int:
+    """The threads ``setup()`` will most likely use (``COURSE_THREADS``, ``OMP_NUM_THREADS``, cores)."""
+    try:
+        threads = threads_from_env()
+    except ValueError:
+        threads = os.cpu_count() or 1  # setup() reports the bad value
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return 1 if text == "1" and not os.environ.get(THREADS_VARIABLE, "").strip() else threads
+
+
 def apply_openmp_policy() -> dict[str, str]:
     """Put the course's OpenMP wait policy into this process's environment, if it still counts.
 
-    Does nothing when the OpenMP variables are already set (by the learner, or by ``make
-    lab``), or when PyTorch is already loaded (too late: ``setup()`` then says so).
-    Returns the variables it set. Importing any ``course_utils`` module calls it.
+    With ``auto`` it first watches the computer for ``SAMPLE_SECONDS`` (``busy_cores``), unless
+    training will use one thread (one thread never waits for another). Does nothing when the
+    OpenMP variables are already set (by the learner, or by ``make lab``), or when PyTorch is
+    already loaded (too late: ``setup()`` then says so if it matters). Returns the variables it
+    set and keeps a line saying why (``openmp_decision``). Importing any ``course_utils``
+    module calls it.
     """
-    global _openmp_policy_set
-    wanted = openmp_environment()
+    global _openmp_policy_set, _openmp_decision
     if any(name in os.environ for name in OPENMP_VARIABLES) or openmp_started():
         return {}
+    name = wait_choice()
+    if name == "auto" and _planned_threads() <= 1:
+        return {}
+    busy = busy_cores() if name == "auto" else None
+    wanted = openmp_environment(name, busy)
     os.environ.update(wanted)
     _openmp_policy_set = wanted
+    _openmp_decision = _describe(name, wanted, busy)
     return wanted
+
+
+def _describe(name: str, wanted: dict[str, str], busy: float | None) -> str:
+    setting = " ".join(f"{k}={v}" for k, v in wanted.items()) or "PyTorch's default"
+    if name != "auto":
+        return f"OpenMP waits with {setting} ({OMP_WAIT_VARIABLE}={name})."
+    seen = "unknown" if busy is None else f"{busy:.1f}"
+    if wanted:
+        return (f"OpenMP threads sleep while they wait ({setting}): other programs kept {seen} cores busy "
+                f"when the course started ({OMP_WAIT_VARIABLE}=auto).")
+    return (f"OpenMP threads spin briefly while they wait (PyTorch's default): other programs kept {seen} cores "
+            f"busy when the course started ({OMP_WAIT_VARIABLE}=auto; restart if the computer gets busy).")
+
+
+def openmp_decision() -> str | None:
+    """The line saying which wait policy this process chose at import and why (None if it chose none)."""
+    return _openmp_decision
 
 
 def openmp_exports() -> str:
     """The course's OpenMP variables as ``NAME=value`` words for a shell (``make lab`` starts
-    Jupyter with them); empty when the OpenMP variables are already set by hand."""
-    if _openmp_policy_set is not None:  # set by this process when it imported course_utils
-        return " ".join(f"{k}={v}" for k, v in _openmp_policy_set.items())
-    if any(name in os.environ for name in OPENMP_VARIABLES):
+    Jupyter with them). Empty for ``auto`` (every kernel looks for itself when it imports the
+    course) and when the OpenMP variables are already set by hand."""
+    if any(name in os.environ for name in OPENMP_VARIABLES) and _openmp_policy_set is None:
         return ""
-    return " ".join(f"{k}={v}" for k, v in openmp_environment().items())
+    name = wait_choice()
+    if name == "auto":
+        return ""
+    return " ".join(f"{k}={v}" for k, v in openmp_environment(name).items())
 
 
-def openmp_policy_note() -> str | None:
-    """None if OpenMP runs with the intended wait policy; else what is wrong and how to fix it."""
-    wanted = openmp_environment()
-    if any(name in os.environ for name in OPENMP_VARIABLES) or not wanted:
+def spinning_by_omission() -> bool:
+    """True when PyTorch's threads spin only because ``auto`` chose (or could not choose) the default."""
+    return wait_choice() == "auto" and not any(name in os.environ for name in OPENMP_VARIABLES)
+
+
+def openmp_policy_note(busy: float | None = None) -> str | None:
+    """None if OpenMP runs with a sensible wait policy; else what is wrong and how to fix it.
+
+    ``busy``: cores other programs keep busy now (``busy_cores()``); with ``auto`` a note is
+    due only when they do and PyTorch's threads were started spinning.
+    """
+    name = wait_choice()
+    if name == "auto":
+        if not spinning_by_omission() or busy is None or busy < BUSY_CORES:
+            return None
+        when = "while the computer was idle" if _openmp_decision else "before the course could choose"
+        return (f"other programs keep {busy:.1f} cores busy, but PyTorch's threads were started {when} and spin "
+                f"while they wait, which can slow training to a third. Restart the kernel (or Python) so that the "
+                f"course chooses again when it starts (`make lab` makes every kernel do so), or start Jupyter "
+                f"with {OMP_WAIT_VARIABLE}=passive.")
+    wanted = openmp_environment(name)
+    if any(var in os.environ for var in OPENMP_VARIABLES) or not wanted:
         return None  # set by hand, by make lab, before PyTorch loaded; or the runtime's default asked for
     if _openmp_policy_set == wanted:
         return None
@@ -256,14 +351,26 @@ def threads_from_env(default: int | None = None) -> int:
     return threads or default or cores
 
 
+def _report_openmp() -> None:
+    """Print the wait policy chosen at import, and a note if it does not fit the computer now."""
+    if _openmp_decision:
+        print(_openmp_decision)
+    busy = busy_cores() if spinning_by_omission() else None
+    note = openmp_policy_note(busy)
+    if note:
+        print(f"Note: {note}")
+
+
 def setup(seed: int | None = None, threads: int | None = None, verbose: bool = True) -> "torch.device":
     """The one call at the top of a lesson: seeds, threads, allocator, device.
 
     ``seed`` defaults to ``current_seed()`` (``COURSE_SEED``, else 0). Returns the device to
     train on. With the same seed, profile and device, a lesson gives the same numbers on every
     run on one machine; another CPU model can round differently and end a few test images apart.
-    Prints a note if PyTorch's threads (more than one) could not be given the course's wait
-    policy (``openmp_policy_note``).
+    With more than one thread it prints the OpenMP wait policy chosen at import and why
+    (``openmp_decision``), and a note if it no longer fits: other programs are busy now but
+    PyTorch's threads spin, or PyTorch was loaded too early for the policy asked for
+    (``openmp_policy_note``).
     """
     import torch
 
@@ -276,9 +383,8 @@ def setup(seed: int | None = None, threads: int | None = None, verbose: bool = T
     if threads is None:
         threads = threads_from_env()
     torch.set_num_threads(threads)
-    note = openmp_policy_note() if threads > 1 else None  # one thread never waits for another
-    if note and verbose:
-        print(f"Note: {note}")
+    if threads > 1 and verbose:  # one thread never waits for another
+        _report_openmp()
     seed_everything(seed)
     device = choose_device()
     if verbose:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .profiles import spinning_by_omission
+
 SPEED_JSON = Path(__file__).resolve().parent.parent / "results" / "speed.json"
 #: Below this fraction of the recorded speed, a run says that it is slow.
 SLOW_FRACTION = 0.5
@@ -106,7 +108,19 @@ class SpeedWatch:
         _warned.add(self.key)
         source = "recorded on this machine" if self.reference and usual == self.reference else "its fastest epoch"
         return (f"training at {100 * images_per_second / usual:.0f} % of the usual speed ({images_per_second:.0f} "
-                f"images/s; usual: {usual:.0f}, {source}): is another program using the CPU?")
+                f"images/s; usual: {usual:.0f}, {source}): is another program using the CPU?{restart_hint()}")
+
+
+def restart_hint() -> str:
+    """What to add to the slow-run note when PyTorch's threads spin while they wait.
+
+    The course chooses the wait policy when the kernel starts (``profiles.apply_openmp_policy``);
+    load that began later was not seen, and a restarted kernel would choose sleeping threads.
+    """
+    if not spinning_by_omission():
+        return ""
+    return (" If it is, restart the kernel: the course then sees the busy computer and makes PyTorch's threads "
+            "sleep instead of spinning while they wait (README, \"Speed on a CPU\").")
 
 
 def reset_warnings() -> None:

@@ -2,22 +2,27 @@
 
     python scripts/benchmark_pipeline.py [--batches 30] [--runs 3]
 
-Three configurations run lesson 08's training (``course_utils.benchmarks.lesson08_throughput``:
-the lesson's ``SmallCNN`` widths, channels-last, AdamW, label smoothing, one-cycle, and
+Four configurations run lesson 08's training (``course_utils.benchmarks.lesson08_throughput``:
+the lesson's ``SmallCNN`` widths, AdamW, label smoothing, one-cycle, and
 ``train.train_one_epoch``, the function ``fit`` runs) on 96 px slices in batches of 64, each
 in a fresh Python process (the allocator can only be set at start-up):
 
-1. **naive**: torchvision ``ImageFolder`` decodes every JPEG on every epoch and applies PIL
-   transforms (grayscale, resize, flip, small affine, brightness/contrast), with glibc's
-   default allocator (the process runs with ``COURSE_DEFAULT_ALLOCATOR=1``);
-2. **cached, default allocator**: lesson 08's loader: images decoded once into a ``uint8``
-   tensor (``course_utils.data``), the same augmentations on whole batches of tensors;
-3. **course**: lesson 08's loader and the tuned allocator (``profiles.tune_allocator``).
+1. **naive**: what a first PyTorch tutorial writes: torchvision ``ImageFolder`` decodes every
+   JPEG on every epoch and applies PIL transforms (grayscale, resize, flip, small affine,
+   brightness/contrast) in the main process (``num_workers=0``, the ``DataLoader`` default);
+   the network in PyTorch's default memory format (NCHW); glibc's default allocator (the
+   process runs with ``COURSE_DEFAULT_ALLOCATOR=1``);
+2. **naive, channels-last**: the same, with the lesson's channels-last memory format;
+3. **cached, default allocator**: lesson 08's loader: images decoded once into a ``uint8``
+   tensor (``course_utils.data``), the same augmentations on whole batches of tensors,
+   channels-last;
+4. **course**: lesson 08's loader, channels-last and the tuned allocator
+   (``profiles.tune_allocator``).
 
-``--runs`` repeats the three in turn; it prints the machine (CPU model, instruction set,
+``--runs`` repeats the four in turn; it prints the machine (CPU model, instruction set,
 threads), images per second of every run, and the ratio course / naive per run with its
-median and range. The first batches (warm-up) are not timed. Run it alone on the machine
-(on shared machines under a lock).
+median and range, and the share of each step (memory format, cache, allocator). The first
+batches (warm-up) are not timed. Run it alone on the machine (on shared machines under a lock).
 """
 
 from __future__ import annotations
@@ -55,11 +60,11 @@ def naive_loader(size: int, batch_size: int):
                                        generator=torch.Generator().manual_seed(0))
 
 
-def measure(mode: str, batches: int, threads: int | None) -> dict:
+def measure(mode: str, batches: int, threads: int | None, channels_last: bool) -> dict:
     """Train ``batches`` batches of lesson 08 in this process and return the throughput."""
     import time
 
-    from course_utils.profiles import setup, tune_allocator
+    from course_utils.profiles import OPENMP_VARIABLES, setup, tune_allocator
 
     tuned = tune_allocator()  # a no-op when COURSE_DEFAULT_ALLOCATOR is set
     setup(seed=0, threads=threads, verbose=False)
@@ -72,22 +77,26 @@ def measure(mode: str, batches: int, threads: int | None) -> dict:
     else:
         loader = lesson08_loader()
     setup_seconds = time.perf_counter() - started
-    result = lesson08_throughput(loader, batches=batches)
-    return result | {"mode": mode, "allocator_tuned": tuned, "setup_seconds": setup_seconds, "machine": machine()}
+    result = lesson08_throughput(loader, batches=batches, channels_last=channels_last)
+    return result | {"mode": mode, "channels_last": channels_last, "allocator_tuned": tuned,
+                     "setup_seconds": setup_seconds, "machine": machine(),
+                     "openmp": " ".join(f"{k}={os.environ[k]}" for k in OPENMP_VARIABLES if k in os.environ)
+                     or "PyTorch's default"}
 
 
 CONFIGS = [
-    ("naive", "naive: ImageFolder + PIL, JPEG decoded every time, default allocator",
+    ("naive", "naive: ImageFolder + PIL every batch, NCHW, default allocator", False,
      {"COURSE_DEFAULT_ALLOCATOR": "1"}),
-    ("cached", "cached uint8 tensors, default allocator", {"COURSE_DEFAULT_ALLOCATOR": "1"}),
-    ("cached", "cached uint8 tensors + tuned allocator (the course)", {}),
+    ("naive", "naive, channels-last", True, {"COURSE_DEFAULT_ALLOCATOR": "1"}),
+    ("cached", "cached uint8 tensors, channels-last, default allocator", True, {"COURSE_DEFAULT_ALLOCATOR": "1"}),
+    ("cached", "cached tensors, channels-last, tuned allocator (the course)", True, {}),
 ]
 
 
-def run_config(mode: str, extra_env: dict, args) -> dict:
+def run_config(mode: str, channels_last: bool, extra_env: dict, args) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "COURSE_DEFAULT_ALLOCATOR"} | extra_env
     command = [sys.executable, __file__, "--worker", mode, "--batches", str(args.batches),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads)] + (["--channels-last"] if channels_last else [])
     out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"the {mode} worker failed:\n{out.stderr}")
@@ -100,37 +109,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="times the three configurations are measured")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: what setup() picks)")
     parser.add_argument("--worker", choices=["naive", "cached"], help=argparse.SUPPRESS)
+    parser.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:  # inside a child process: measure one configuration, print JSON
-        print(json.dumps(measure(args.worker, args.batches, args.threads or None)))
+        print(json.dumps(measure(args.worker, args.batches, args.threads or None, args.channels_last)))
         return 0
 
     from course_utils.speed import machine_line
 
     speeds: list[list[float]] = [[] for _ in CONFIGS]
     for run in range(args.runs):
-        for i, (mode, label, extra_env) in enumerate(CONFIGS):
-            result = run_config(mode, extra_env, args)
+        for i, (mode, label, channels_last, extra_env) in enumerate(CONFIGS):
+            result = run_config(mode, channels_last, extra_env, args)
             if run == 0 and i == 0:
                 print(f"lesson 08 training step, 96 px, batch 64, {args.batches} timed batches after 3 warm-up; "
-                      f"{machine_line(result['machine'])}")
+                      f"{machine_line(result['machine'])}; OpenMP: {result['openmp']}")
             speeds[i].append(result["images_per_second"])
-            print(f"  run {run + 1}: {label:<70} {result['images_per_second']:6.1f} img/s "
+            print(f"  run {run + 1}: {label:<62} {result['images_per_second']:6.1f} img/s "
                   f"(allocator tuned: {result['allocator_tuned']}, set-up {result['setup_seconds']:.1f} s)",
                   flush=True)
-    ratios = [course / naive for naive, course in zip(speeds[0], speeds[-1])]
-    cache = [cached / naive for naive, cached in zip(speeds[0], speeds[1])]
-    allocator = [course / cached for cached, course in zip(speeds[1], speeds[-1])]
+
+    def ratio(top: int, bottom: int) -> list[float]:
+        return [a / b for a, b in zip(speeds[top], speeds[bottom])]
 
     def spread(values: list[float]) -> str:
         return f"median {statistics.median(values):.2f}x (range {min(values):.2f}-{max(values):.2f}x)"
 
-    print(f"\ncourse pipeline / naive pipeline over {args.runs} runs: {spread(ratios)}")
-    print(f"  of which cached tensors: {spread(cache)}; tuned allocator: {spread(allocator)}")
-    print("| pipeline | images/s (median, range) |\n|---|---|")
-    for (_, label, _), values in zip(CONFIGS, speeds):
-        print(f"| {label} | {statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f}) |")
+    print(f"\ncourse pipeline / naive pipeline over {args.runs} runs: {spread(ratio(3, 0))}")
+    print(f"  of which channels-last: {spread(ratio(1, 0))}; cached tensors: {spread(ratio(2, 1))}; "
+          f"tuned allocator: {spread(ratio(3, 2))}")
+    print("| pipeline | " + " | ".join(f"run {run + 1}" for run in range(args.runs)) + " |")
+    print("|---|" + "---|" * args.runs)
+    for (_, label, _, _), values in zip(CONFIGS, speeds):
+        print(f"| {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    print("| course / naive | " + " | ".join(f"{r:.2f}×" for r in ratio(3, 0)) + " |")
     return 0
 
 

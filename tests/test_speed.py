@@ -37,9 +37,44 @@ def openmp_settings(code: str, **env: str) -> tuple[dict[str, str], str]:
     return settings, out.stdout
 
 
-def test_importing_the_course_first_sets_the_policy_before_openmp_starts():
-    settings, _ = openmp_settings("import course_utils.train")
+def test_importing_the_course_on_a_busy_computer_makes_the_threads_sleep():
+    # The busy processes run before the fresh Python starts: `auto` sees them when it is imported.
+    with benchmarks.busy_processes(2, seconds=120):
+        settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
+                                        "setup(threads=2)")
     assert settings == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}
+    assert "OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE): other programs kept" in out
+    assert "Note:" not in out
+
+
+def test_auto_keeps_pytorchs_spinning_on_an_idle_computer(monkeypatch):
+    # Whether this machine is idle now is not up to the test: the measurement is replaced.
+    monkeypatch.setattr(profiles, "busy_cores", lambda seconds=0.2: 0.1)
+    monkeypatch.setattr(profiles, "openmp_started", lambda: False)
+    monkeypatch.setattr(profiles, "_openmp_policy_set", None)
+    monkeypatch.setattr(profiles, "_openmp_decision", None)
+    for name in profiles.OPENMP_VARIABLES + (profiles.OMP_WAIT_VARIABLE, "COURSE_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    assert profiles.apply_openmp_policy() == {}
+    assert not any(name in os.environ for name in profiles.OPENMP_VARIABLES)
+    assert "spin briefly" in profiles.openmp_decision() and "0.1 cores" in profiles.openmp_decision()
+    assert profiles.openmp_environment("auto", busy=0.4) == {}
+    assert profiles.openmp_environment("auto", busy=0.5) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert profiles.openmp_environment("auto", busy=None) == {}  # cannot tell: PyTorch's default
+
+
+def test_auto_does_not_look_when_training_uses_one_thread(monkeypatch):
+    monkeypatch.setattr(profiles, "busy_cores", lambda seconds=0.2: pytest.fail("measured for one thread"))
+    monkeypatch.setattr(profiles, "openmp_started", lambda: False)
+    monkeypatch.setenv("COURSE_THREADS", "1")
+    for name in profiles.OPENMP_VARIABLES + (profiles.OMP_WAIT_VARIABLE,):
+        monkeypatch.delenv(name, raising=False)
+    assert profiles.apply_openmp_policy() == {}
+
+
+def test_busy_cores_sees_a_busy_process():
+    with benchmarks.busy_processes(1, seconds=60):
+        assert profiles.busy_cores() >= 0.8
 
 
 def test_without_the_course_pytorch_spins():
@@ -52,35 +87,105 @@ def test_without_the_course_pytorch_spins():
     ({"COURSE_OMP_WAIT": "default"}, {"GOMP_SPINCOUNT": "300000"}),
     ({"COURSE_OMP_WAIT": "5000"}, {"GOMP_SPINCOUNT": "5000"}),
     ({"COURSE_OMP_WAIT": "active"}, {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ({"COURSE_OMP_WAIT": "passive"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
     ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"}),   # the runtime's own variables win
     ({"GOMP_SPINCOUNT": "777"}, {"GOMP_SPINCOUNT": "777"}),
 ])
 def test_learners_can_override_the_policy(env, expected):
-    settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
-                                    "setup(threads=2)", **env)
+    with benchmarks.busy_processes(1, seconds=120):  # busy or not: a value set by hand wins
+        settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
+                                        "setup(threads=2)", **env)
     assert expected.items() <= settings.items()
     assert "Note:" not in out
 
 
-@pytest.mark.parametrize("env, words", [({}, "OMP_WAIT_POLICY=PASSIVE"), ({"COURSE_OMP_WAIT": "3000"}, "GOMP_SPINCOUNT=3000"),
+@pytest.mark.parametrize("env, words", [({}, ""), ({"COURSE_OMP_WAIT": "auto"}, ""),
+                                        ({"COURSE_OMP_WAIT": "passive"}, "OMP_WAIT_POLICY=PASSIVE"),
+                                        ({"COURSE_OMP_WAIT": "3000"}, "GOMP_SPINCOUNT=3000"),
                                         ({"COURSE_OMP_WAIT": "default"}, ""), ({"OMP_WAIT_POLICY": "ACTIVE"}, "")])
 def test_make_lab_starts_jupyter_with_the_policy(env, words):
     # The Makefile prefixes `jupyter lab` and `jupyter-book` with these words: every kernel
-    # they start has the policy before its first `import torch`.
-    _, out = openmp_settings("from course_utils.profiles import openmp_exports\nprint(openmp_exports())", **env)
+    # they start has a chosen policy before its first `import torch`. With `auto` each kernel
+    # chooses when it starts: make lab installs a kernel configuration that imports the course.
+    with benchmarks.busy_processes(1, seconds=120):  # make's own process must not pass on its `auto` choice
+        _, out = openmp_settings("import course_utils\nfrom course_utils.profiles import openmp_exports\n"
+                                 "print(openmp_exports())", **env)
     assert out.strip() == words
-    assert "openmp_exports()" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "openmp_exports()" in makefile and "cp jupyter/ipython_kernel_config.py $(VENV)/etc/ipython/" in makefile
+
+
+def test_every_kernel_imports_the_course_when_it_starts():
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("ipython_kernel_config.py", path=str(ROOT / "jupyter")).load_config()
+    lines = config.IPKernelApp.exec_lines
+    settings, _ = openmp_settings("\n".join(lines) + "\nimport torch", COURSE_OMP_WAIT="passive")
+    assert settings["OMP_WAIT_POLICY"] == "PASSIVE"  # the kernel's first lines set it before torch loads
 
 
 def test_setup_says_when_torch_was_loaded_too_early():
-    settings, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup(threads=2)")
+    settings, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup(threads=2)",
+                                    COURSE_OMP_WAIT="passive")
     assert settings["GOMP_SPINCOUNT"] == "300000"  # too late: the runtime had started
     assert "PyTorch was loaded before the course could set OMP_WAIT_POLICY=PASSIVE" in out
     assert "make lab" in out
-    _, out = openmp_settings("import course_utils.profiles\nimport torch\ncourse_utils.profiles.setup(threads=2)")
+    _, out = openmp_settings("import course_utils.profiles\nimport torch\ncourse_utils.profiles.setup(threads=2)",
+                             COURSE_OMP_WAIT="passive")
     assert "Note:" not in out
-    _, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup(threads=1)")
+    _, out = openmp_settings("import torch\nfrom course_utils.profiles import setup\nsetup(threads=1)",
+                             COURSE_OMP_WAIT="passive")
     assert "Note:" not in out  # a single thread never waits for another
+
+
+def test_setup_says_when_the_computer_is_busy_but_the_threads_spin():
+    # `auto` could not look (PyTorch came first) and the computer is busy when setup() runs.
+    code = "import torch\nfrom course_utils.profiles import setup\nsetup(threads=2)"
+    with benchmarks.busy_processes(2, seconds=120):
+        settings, out = openmp_settings(code)
+        _, quiet = openmp_settings(code.replace("threads=2", "threads=1"))
+    assert settings["GOMP_SPINCOUNT"] == "300000"
+    assert re.search(r"Note: other programs keep [\d.]+ cores busy, but PyTorch's threads were started before "
+                     r"the course could choose", out)
+    assert "Restart the kernel" in out and "COURSE_OMP_WAIT=passive" in out
+    assert "Note:" not in quiet
+
+
+def test_the_slow_note_suggests_a_restart_only_when_the_threads_spin(monkeypatch, speeds):
+    for name in profiles.OPENMP_VARIABLES + (profiles.OMP_WAIT_VARIABLE,):
+        monkeypatch.delenv(name, raising=False)
+    assert "restart the kernel" in speed.SpeedWatch("spinning", reference=200.0).check(50.0)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    message = speed.SpeedWatch("sleeping", reference=200.0).check(50.0)
+    assert "another program" in message and "restart" not in message
+
+
+TRAIN_AND_HASH = """
+import hashlib
+import course_utils.train
+import torch
+from torch import nn
+from course_utils.models import LESSON08_CNN, SmallCNN
+from course_utils.profiles import setup
+from course_utils.train import train_one_epoch
+setup(seed=0, threads=2, verbose=False)
+g = torch.Generator().manual_seed(0)
+data = [(torch.randn(32, 1, 48, 48, generator=g), torch.randint(0, 4, (32,), generator=g)) for _ in range(4)]
+model = SmallCNN(**LESSON08_CNN).to(memory_format=torch.channels_last)
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+train_one_epoch(model, data, optimizer, "cpu", nn.CrossEntropyLoss(label_smoothing=0.1), channels_last=True)
+digest = hashlib.sha256()
+for tensor in model.state_dict().values():
+    digest.update(tensor.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_the_wait_policy_does_not_change_the_numbers():
+    # Two threads split the work the same way whether they spin or sleep while they wait.
+    runs = {policy: openmp_settings(TRAIN_AND_HASH, COURSE_OMP_WAIT=policy) for policy in ("default", "passive")}
+    assert runs["default"][0]["GOMP_SPINCOUNT"] == "300000" and runs["passive"][0]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert runs["default"][1].strip() == runs["passive"][1].strip() != ""
 
 
 def test_a_bad_policy_value_is_a_clear_error(monkeypatch):
