@@ -149,22 +149,38 @@ def openmp_environment(value: str | None = None, busy: float | None = None) -> d
 def busy_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
     """How many cores other programs keep busy, watched for ``seconds`` (None where unknown).
 
-    Reads the whole computer's CPU time from ``/proc/stat`` (Linux) before and after a short
-    sleep and takes away this process's own. Load that starts later is not seen.
+    Adds up the CPU time of every other process (``/proc/<pid>/stat``, Linux) before and after
+    a short sleep. The kernel's own threads and time taken by other virtual machines are left
+    out: they are not programs a learner runs beside a lesson. Load that starts later is not seen.
     """
-    def sample() -> tuple[int, float, float]:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        own = os.times()
-        return sum(ticks) - ticks[3] - ticks[4], time.monotonic(), own.user + own.system  # not idle, not iowait
-
     try:
-        busy0, began, own0 = sample()
+        before, began = _cpu_ticks(), time.monotonic()
         time.sleep(seconds)
-        busy1, ended, own1 = sample()
+        after, ended = _cpu_ticks(), time.monotonic()
         hz = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
-    return max(0.0, ((busy1 - busy0) / hz - (own1 - own0)) / max(ended - began, 1e-3))
+    ticks = sum(t - before.get(pid, 0) for pid, t in after.items())
+    return ticks / hz / max(ended - began, 1e-3)
+
+
+_PF_KTHREAD = 0x00200000  # the flag of a kernel thread in /proc/<pid>/stat
+
+
+def _cpu_ticks() -> dict[int, int]:
+    """CPU time (user + system, in clock ticks) of every process but this one and the kernel's threads."""
+    ticks, me = {}, os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:  # the process has just ended
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # fields from the 3rd on (the name may hold spaces)
+        if not int(fields[6]) & _PF_KTHREAD:
+            ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def openmp_started() -> bool:

@@ -124,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             result = run_config(mode, channels_last, extra_env, args)
             if run == 0 and i == 0:
                 print(f"lesson 08 training step, 96 px, batch 64, {args.batches} timed batches after 3 warm-up; "
-                      f"{machine_line(result['machine'])}; OpenMP: {result['openmp']}")
+                      f"{machine_line(result['machine'])}")
             speeds[i].append(result["images_per_second"])
             print(f"  run {run + 1}: {label:<62} {result['images_per_second']:6.1f} img/s "
-                  f"(allocator tuned: {result['allocator_tuned']}, set-up {result['setup_seconds']:.1f} s)",
-                  flush=True)
+                  f"(allocator tuned: {result['allocator_tuned']}, set-up {result['setup_seconds']:.1f} s, "
+                  f"OpenMP: {result['openmp']})", flush=True)
 
     def ratio(top: int, bottom: int) -> list[float]:
         return [a / b for a, b in zip(speeds[top], speeds[bottom])]
