@@ -19,6 +19,8 @@ in a fresh Python process (the allocator can only be set at start-up):
 4. **course**: lesson 08's loader, channels-last and the tuned allocator
    (``profiles.tune_allocator``).
 
+All four wait for work as the course does on an idle computer (PyTorch's default OpenMP
+waiting, ``COURSE_OMP_WAIT=default``; set ``COURSE_OMP_WAIT`` to measure another policy).
 ``--runs`` repeats the four in turn; it prints the machine (CPU model, instruction set,
 threads), images per second of every run, and the ratio course / naive per run with its
 median and range, and the share of each step (memory format, cache, allocator). The first
@@ -94,7 +96,11 @@ CONFIGS = [
 
 
 def run_config(mode: str, channels_last: bool, extra_env: dict, args) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "COURSE_DEFAULT_ALLOCATOR"} | extra_env
+    # Every configuration waits the same way: what the course chooses on an idle computer
+    # (PyTorch's default), unless COURSE_OMP_WAIT says otherwise. Left to `auto`, a neighbour
+    # busy for a moment could give one configuration sleeping threads and the next spinning ones.
+    wait = {"COURSE_OMP_WAIT": os.environ.get("COURSE_OMP_WAIT") or "default"}
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_DEFAULT_ALLOCATOR"} | wait | extra_env
     command = [sys.executable, __file__, "--worker", mode, "--batches", str(args.batches),
                "--threads", str(args.threads)] + (["--channels-last"] if channels_last else [])
     out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
