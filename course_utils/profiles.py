@@ -100,8 +100,8 @@ def tune_allocator() -> bool:
 # while (libgomp: about 300 000 spins, a few milliseconds) before they sleep. On an idle
 # computer that saves a wake-up; when another program holds one of the cores, the spinning
 # threads take CPU time from the very thread everyone waits for, and training runs at a third
-# of its idle speed. Sleeping at once (passive) keeps about 60 % under load but costs about
-# 10 % when idle, so the course looks before it chooses. ``scripts/benchmark_under_load.py``
+# of its idle speed. Sleeping at once (passive) keeps more than half under load but costs
+# about 10 % when idle, so the course looks before it chooses. ``scripts/benchmark_under_load.py``
 # measures all of it.
 OMP_WAIT_VARIABLE = "COURSE_OMP_WAIT"
 #: The course's choice: ``auto`` looks how busy the computer is when the course is imported.
@@ -195,13 +195,11 @@ def openmp_started() -> bool:
 
 
 def _planned_threads() -> int:
-    """The threads ``setup()`` will most likely use (``COURSE_THREADS``, ``OMP_NUM_THREADS``, cores)."""
+    """The threads ``setup()`` will use unless told otherwise (``COURSE_THREADS``, else every core)."""
     try:
-        threads = threads_from_env()
+        return threads_from_env()
     except ValueError:
-        threads = os.cpu_count() or 1  # setup() reports the bad value
-    text = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return 1 if text == "1" and not os.environ.get(THREADS_VARIABLE, "").strip() else threads
+        return os.cpu_count() or 1  # setup() reports the bad value
 
 
 def apply_openmp_policy() -> dict[str, str]:
