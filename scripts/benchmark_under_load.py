@@ -1,6 +1,6 @@
 """Lesson 08's training speed on an idle and on a busy computer, for two OpenMP wait policies.
 
-    python scripts/benchmark_under_load.py [--batches 30] [--repeats 1] [--record]
+    python scripts/benchmark_under_load.py [--batches 30] [--repeats 1] [--late 1] [--record]
 
 A learner's computer is never idle: a browser, JupyterLab and the book run beside the
 lesson. This script times lesson 08's training (``course_utils.benchmarks.lesson08_throughput``,
