@@ -130,9 +130,10 @@ class Adam(Optimizer):
         m_hat = m / (1 - beta1^t),             s_hat = s / (1 - beta2^t),
         w <- w - lr * m_hat / (sqrt(s_hat) + eps),       t = 1, 2, ...
 
-    Without the bias correction the first steps would be too large for the default betas
-    (``m`` and ``s`` start at 0, and ``s``, with the longer memory, underestimates far more:
-    ``m / sqrt(s)`` is ``(1 - beta1^t) / sqrt(1 - beta2^t)`` times the corrected ratio, 3.16 at t = 1).
+    Without the bias correction the first steps would be too large for the default betas:
+    ``m`` and ``s`` start at 0, and ``s`` (the longer memory) underestimates far more, so the
+    uncorrected ``m / sqrt(s)`` is ``(1 - beta1^t) / sqrt(1 - beta2^t)`` times the corrected
+    one, 3.16 at t = 1.
 
     *Mapping to torch:* ``torch.optim.Adam(lr, betas=(beta1, beta2), eps=eps,
     weight_decay=wd)``; torch computes the same quantity rearranged (``eps`` added to
