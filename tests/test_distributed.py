@@ -1,4 +1,4 @@
-"""Tests for course_utils.distributed: the lesson-08 training run under torchrun and DDP.
+"""Tests for course_utils.training.distributed: the lesson-08 training run under torchrun and DDP.
 
 The sharding tests need no process group. The end-to-end tests launch real processes on
 the CPU (gloo backend), as ``torchrun`` does on a multi-GPU machine with NCCL, and train a
@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from course_utils import data
-from course_utils.distributed import DistInfo, distributed_loader, replicas_identical, unwrap
+from course_utils.training.distributed import DistInfo, distributed_loader, replicas_identical, unwrap
 from course_utils.models import SmallCNN
-from course_utils.train import _set_epoch, read_checkpoint
+from course_utils.training.loop import _set_epoch
+from course_utils.training import read_checkpoint
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(
@@ -75,7 +76,7 @@ def test_single_process_helpers():
 
 def _train(tmp_path: Path, processes: int) -> tuple[Path, Path]:
     out, checkpoint = tmp_path / f"replicas{processes}", tmp_path / f"cnn{processes}.pt"
-    args = ["-m", "course_utils.distributed", "--epochs", "2", "--size", "32", "--per-class", "8",
+    args = ["-m", "course_utils.training.distributed", "--epochs", "2", "--size", "32", "--per-class", "8",
             "--batch-size", "16", "--checkpoint", str(checkpoint), "--save-replicas", str(out)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
