@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,9 +66,6 @@ def voila_command(notebook: str | Path, port: int = 8866, ip: str = "127.0.0.1",
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import os
-
     parser = argparse.ArgumentParser(prog="python -m course_utils.app",
                                      description="The lesson-15 MRI classifier app as a standalone web page (Voilà).")
     sub = parser.add_subparsers(dest="command", required=True)

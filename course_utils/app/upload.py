@@ -8,7 +8,9 @@ is refused without filling the memory.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 
 from PIL import Image, UnidentifiedImageError
 
@@ -112,9 +114,6 @@ def decompression_bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
     rows of zeros compress about 1000:1: the shape of a *decompression bomb*. For the lesson's
     demonstration and the tests; nothing else should need it.
     """
-    import struct
-    import zlib
-
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -34,7 +34,9 @@ slices that look like CT rather than MRI (a bright, saturated skull).
 
 from __future__ import annotations
 
+import argparse
 import csv
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +187,6 @@ class DuplicateAudit:
     duplicates. ``test_neighbour`` describes, for every ``Testing`` image, its most similar
     ``Training`` image: ``{"index", "similarity", "orientation"}`` (indices into ``files``).
     """
-
     files: list[str]
     labels: np.ndarray
     splits: np.ndarray
@@ -397,9 +398,6 @@ def ct_score(images: torch.Tensor, head_level: int = 20, saturated: int = 240) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import time
-
     parser = argparse.ArgumentParser(prog="python -m course_utils.data.audit", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["write-clean-test", "report"])
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..files import CourseFileError
@@ -16,8 +17,6 @@ from .source import DatasetIncompleteError, DatasetNotFoundError, download_datas
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m course_utils.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     dl = sub.add_parser("download", help="download and verify the dataset into data/")

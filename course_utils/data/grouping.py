@@ -44,10 +44,12 @@ neighbouring slices from the test set; it does not make it a patient-level split
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import os
 import tempfile
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -326,7 +328,6 @@ def conflicting_groups(group_ids: np.ndarray, labels: np.ndarray) -> list[list[i
 @dataclass
 class Grouping:
     """Both levels of groups for ``files`` (indices are positions in ``files``)."""
-
     files: list[str]
     labels: np.ndarray
     slice_group: np.ndarray
@@ -437,9 +438,6 @@ def file_digest(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import time
-
     parser = argparse.ArgumentParser(prog="python -m course_utils.data.grouping", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["write-split", "report"])
     args = parser.parse_args(argv)
