@@ -24,6 +24,7 @@ from .cache import CACHE_KEYS, CACHE_VERSION, build_cache, cache_path, ImageSet,
 from .splits import (GROUPED_SPLIT_PATH, grouped_split_groups, load_grouped_split, load_splits,
                      read_grouped_split, stratified_split)
 from .loaders import BatchAugmentation, make_loader, MRIDataset, train_augmentation
+from .pipeline import LessonData, load_data, pixel_stats, serve, subset
 
 __all__ = ["CLASSES", "DATA_ENV", "GITHUB_MIRROR", "HOW_TO_GET_IT", "KAGGLE_HANDLE", "MANIFEST_PATH",
            "SOURCES", "SPLITS", "cache_dir", "data_home", "DataDirError", "DatasetIncompleteError",
@@ -34,4 +35,5 @@ __all__ = ["CLASSES", "DATA_ENV", "GITHUB_MIRROR", "HOW_TO_GET_IT", "KAGGLE_HAND
            "to_grayscale", "CACHE_KEYS", "CACHE_VERSION", "build_cache", "cache_path", "ImageSet",
            "load_images", "GROUPED_SPLIT_PATH", "grouped_split_groups", "load_grouped_split", "load_splits",
            "read_grouped_split", "stratified_split", "BatchAugmentation", "make_loader", "MRIDataset",
-           "train_augmentation"]
+           "train_augmentation",
+           "LessonData", "load_data", "pixel_stats", "serve", "subset"]

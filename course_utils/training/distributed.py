@@ -42,14 +42,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.loaders import MRIDataset, make_loader, train_augmentation
+from ..data.pipeline import pixel_stats, subset
 from ..data.source import CLASSES
 from ..data.splits import load_splits
 from ..files import atomic_torch_save
 from ..models.cnn import SmallCNN
 from ..models.inspection import unwrap
 from ..profiles import setup, threads_from_env
-from .checkpoints import checkpoint_dir
+from .checkpoints import ModelCard, checkpoint_dir
 from .loop import evaluate, fit
+
 
 
 @dataclass
@@ -158,11 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     info = init_distributed(args.device)
     try:
         train_set, val_set, test_set = load_splits(args.size)
-        if args.per_class:
-            train_set = train_set.sample_per_class(args.per_class, seed=args.seed)
-            val_set = val_set.sample_per_class(args.per_class, seed=args.seed)
-        pixels = train_set.float_images()
-        mean, std = pixels.mean().item(), pixels.std().item()
+        train_set, val_set = (subset(s, args.per_class or None, seed=args.seed) for s in (train_set, val_set))
+        mean, std = pixel_stats(train_set)
         train_ds = MRIDataset(train_set, transform=train_augmentation(seed=args.seed + info.rank), mean=mean, std=std)
         train_loader = distributed_loader(train_ds, args.batch_size, info, shuffle=True, seed=args.seed)
         val_loader = make_loader(MRIDataset(val_set, mean=mean, std=std), 256, shuffle=False)  # whole split, every rank
@@ -173,14 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr,
                                                        total_steps=args.epochs * len(train_loader))
         checkpoint = args.checkpoint or checkpoint_dir() / "distributed_cnn.pt"
-        meta = {"config": config, "size": args.size, "mean": mean, "std": std, "world_size": info.world_size}
+        card = ModelCard(architecture="SmallCNN", config=config, size=args.size, mean=mean, std=std,
+                         extra={"world_size": info.world_size})
         if info.is_main:
             print(f"{info.world_size} process(es) on {info.device}; global batch {args.batch_size}, "
                   f"{len(train_loader)} steps per epoch per process")
         start = time.perf_counter()
         history = fit(model, train_loader, val_loader, epochs=args.epochs, optimizer=optimizer, device=info.device,
                       scheduler=schedule, scheduler_step="batch", progress=info.is_main,
-                      checkpoint=checkpoint if info.is_main else None, meta=meta)
+                      checkpoint=checkpoint if info.is_main else None, card=card)
         minutes = (time.perf_counter() - start) / 60
         identical = replicas_identical(model, info)
         if args.save_replicas is not None:
