@@ -38,7 +38,7 @@ class History:
 
     ``best_epoch`` is the (1-based) epoch with the best monitored validation metric (the
     weights the model holds at the end when early stopping was used); ``stopped_epoch`` the
-    last epoch that ran; ``stopped_early`` whether early stopping ended the run;
+    last epoch the NumPy loop ran; ``stopped_early`` whether early stopping ended a ``fit``;
     ``diverged`` whether the training loss became infinite or NaN (the run stops then).
     """
 

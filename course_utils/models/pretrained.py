@@ -293,7 +293,7 @@ def pretrained_backbone(name: str = "efficientnet_lite0", n_classes: int = 4,
 
 
 # --------------------------------------------------------------------------------------
-# Frozen-backbone features, computed once and cached
+# The body without its head (its features: course_utils.training.features), ImageNet inputs
 # --------------------------------------------------------------------------------------
 
 
@@ -329,7 +329,7 @@ def lite0_input(image: np.ndarray, size: int = LITE0_INPUT_SIZE) -> torch.Tensor
 
 
 # --------------------------------------------------------------------------------------
-# Fine-tuning helpers: parameter groups, flip averaging, rebuilding a saved model
+# Fine-tuning helpers: parameter groups, the untrained network of a saved backbone
 # --------------------------------------------------------------------------------------
 
 
