@@ -542,3 +542,15 @@ def test_lesson_00_gets_the_data_with_get_dataset():
     code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     first = re.search(r"data\.(get_dataset|locate_dataset|load_splits|load_images)\(", code)
     assert first and first.group(1) == "get_dataset"
+
+
+def test_the_data_modules_share_one_timed_command_line(capsys):
+    class Result:
+        files = ["a.jpg", "b.jpg"]
+
+    command, result = cli.timed_command("course_utils.data.audit", "Auditing.\nMore.", ["report", "write"],
+                                        ["write"], Result, "audited")
+    assert command == "write" and isinstance(result, Result)
+    assert re.fullmatch(r"audited 2 images in \d+\.\d s\n", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        cli.timed_command("course_utils.data.audit", "Auditing.", ["report"], ["nonsense"], Result, "audited")

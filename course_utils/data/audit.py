@@ -34,9 +34,7 @@ slices that look like CT rather than MRI (a bright, saturated skull).
 
 from __future__ import annotations
 
-import argparse
 import csv
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ import torch.nn.functional as F
 
 from ..files import atomic_write_csv
 from .cache import ImageSet, load_images
+from .cli import timed_command
 from .source import CLASSES, SPLITS, read_manifest
 
 
@@ -398,13 +397,9 @@ def ct_score(images: torch.Tensor, head_level: int = 20, saturated: int = 240) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.data.audit", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["write-clean-test", "report"])
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    audit = audit_dataset()
-    print(f"audited {len(audit.files)} images in {time.perf_counter() - start:.1f} s")
-    if args.command == "write-clean-test":
+    command, audit = timed_command("course_utils.data.audit", __doc__, ["write-clean-test", "report"], argv,
+                                   audit_dataset, "audited")
+    if command == "write-clean-test":
         n = write_clean_test_manifest(audit)
         print(f"wrote {n} leakage-free Testing files to {CLEAN_TEST_MANIFEST}")
     else:

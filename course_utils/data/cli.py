@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..files import CourseFileError
 from .cache import build_cache
 from .images import ImageLoadError
-from .source import DatasetIncompleteError, DatasetNotFoundError, download_dataset, locate_dataset, read_manifest, verify_dataset
+from .source import (DatasetIncompleteError, DatasetNotFoundError, download_dataset, locate_dataset, read_manifest,
+                     verify_dataset)
+
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------
@@ -43,3 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 1
     return 0
+
+
+def timed_command(module: str, doc: str, choices: list[str], argv: list[str] | None,
+                  make: Callable[[], T], verb: str) -> tuple[str, T]:
+    """The command line of a data module that computes one thing over the whole dataset
+    (``python -m course_utils.data.audit``, ``... .grouping``): parse ``command`` (one of
+    ``choices``), run ``make()``, say how long it took; returns ``(command, result)``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.splitlines()[0])
+    parser.add_argument("command", choices=choices)
+    command = parser.parse_args(argv).command
+    start = time.perf_counter()
+    result = make()
+    print(f"{verb} {len(result.files)} images in {time.perf_counter() - start:.1f} s")
+    return command, result

@@ -44,12 +44,10 @@ neighbouring slices from the test set; it does not make it a patient-level split
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import os
 import tempfile
-import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -64,6 +62,7 @@ from scipy.stats import rankdata
 
 from .audit import audit_dataset, connected_groups, exact_pairs
 from .cache import load_images
+from .cli import timed_command
 from .images import scan_files
 from .source import CLASSES, cache_dir, manifest_digest, read_manifest
 from .splits import GROUPED_SPLIT_PATH
@@ -438,12 +437,8 @@ def file_digest(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.data.grouping", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["write-split", "report"])
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    grouping = group_dataset()
-    print(f"grouped {len(grouping.files)} images in {time.perf_counter() - start:.1f} s")
+    command, grouping = timed_command("course_utils.data.grouping", __doc__, ["write-split", "report"], argv,
+                                      group_dataset, "grouped")
     for key, value in grouping.summary().items():
         print(f"{key}: {value}")
     split = grouped_split(grouping)
@@ -452,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = Counter(CLASSES[int(k)] for k in grouping.labels[chosen])
         print(f"{name}: {int(chosen.sum())} images, {len(set(grouping.scan_group[chosen]))} scan groups, "
               + ", ".join(f"{c} {counts[c]}" for c in CLASSES))
-    if args.command == "write-split":
+    if command == "write-split":
         write_grouped_split(GROUPED_SPLIT_PATH, grouping)
         print(f"wrote {GROUPED_SPLIT_PATH}")
     return 0
