@@ -4,5 +4,6 @@
 * ``conv``: convolution and pooling, forward and backward;
 * ``optim``: SGD, momentum, RMSProp, Adam;
 * ``gradcheck``: numerical gradients to check the hand-written ones;
-* ``train``: the NumPy training loop (its ``History`` and ``Evaluation`` are ``course_utils.history``, shared with ``training``).
+* ``train``: the NumPy training loop (its ``History`` and ``Evaluation`` are
+  ``course_utils.history``, shared with ``training``).
 """

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..history import MONITORS, Evaluation, History, _is_better
 from ..models.inspection import to_device
 from ..profiles import current_profile
 from ..speed import SpeedWatch, record_speed, recorded_speed, speed_file_disabled
-from ..history import MONITORS, Evaluation, History, _is_better
 from .checkpoints import (ModelCard, _read_last_state, checkpoint_dir, last_state_path, load_weights, save_checkpoint,
                           save_last_state)
 
