@@ -45,7 +45,7 @@ def _draw_image(ax, analysis: Analysis, alpha: float | None) -> None:
 
 def result_figure(analysis: Analysis, alpha: float = 0.5):
     """Input, Grad-CAM overlay and probabilities side by side (the lesson's static figure)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # here: only when drawing
 
     fig = Figure(figsize=(10, 3.4))
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.5]})
@@ -59,7 +59,7 @@ def result_figure(analysis: Analysis, alpha: float = 0.5):
 
 def probability_figure(analysis: Analysis):
     """The class probabilities as a horizontal bar chart, the top class highlighted."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # here: only when drawing
 
     fig = Figure(figsize=(4.6, 2.6))
     _draw_probabilities(fig.subplots(), analysis)
@@ -69,7 +69,7 @@ def probability_figure(analysis: Analysis):
 
 def overlay_figure(analysis: Analysis, alpha: float = 0.5):
     """The input as the model sees it and its Grad-CAM overlay for the top class."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # here: only when drawing
 
     fig = Figure(figsize=(5.0, 2.8))
     axes = fig.subplots(1, 2)
@@ -92,6 +92,6 @@ def show_figure(fig, dpi: int = 96) -> None:
     Such figures are not known to pyplot, and whether ``display(fig)`` draws them depends on
     whether pyplot's inline backend has been started yet; a PNG displays the same everywhere.
     """
-    from IPython.display import Image as PNG, display
+    from IPython.display import Image as PNG, display  # here: only in a notebook
 
     display(PNG(data=figure_png(fig, dpi)))

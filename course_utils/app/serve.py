@@ -24,8 +24,8 @@ APP_TAG = "app"
 
 def app_notebook(lesson: str | Path | None = None, tag: str = APP_TAG):
     """The cells of the lesson tagged ``tag``, as a notebook (read with jupytext)."""
-    import jupytext
-    import nbformat
+    import jupytext  # here: only for the Voilà app
+    import nbformat  # here: only for the Voilà app
 
     source = jupytext.read(str(lesson or project_root() / LESSON))
     cells = [c for c in source.cells if tag in c.metadata.get("tags", [])]
@@ -41,7 +41,7 @@ def app_notebook(lesson: str | Path | None = None, tag: str = APP_TAG):
 
 def write_app_notebook(path: str | Path, lesson: str | Path | None = None) -> Path:
     """Write ``app_notebook(lesson)`` to ``path`` (an ``.ipynb``) and return the path."""
-    import nbformat
+    import nbformat  # here: only for the Voilà app
 
     return atomic_write_text(path, nbformat.writes(app_notebook(lesson)).rstrip("\n") + "\n")
 

@@ -123,7 +123,7 @@ class ClassifierApp:
     def __init__(self, lessons: Sequence[str] = tuple(MODEL_NAMES), items: Sequence[GalleryItem] | None = None,
                  profile: str | None = None, loader: Callable[..., TrainedModel] = load_lesson_model,
                  per_class: int = 3, alpha: float = 0.5):
-        import ipywidgets as w
+        import ipywidgets as w  # here: only when the app is built
 
         self.shelf = ModelShelf(profile, loader)
         self.alpha = alpha

@@ -83,7 +83,7 @@ def build_cache(size: int, root: Path | None = None, workers: int | None = None)
     The file is written atomically (``course_utils.files.atomic_write``): an interrupted run
     or a full disk never leaves a broken or half-written cache behind.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # here: only when a bar is shown
 
     root = Path(root) if root else get_dataset()
     verify_dataset(root)

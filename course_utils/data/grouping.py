@@ -396,7 +396,7 @@ def grouped_split(grouping: Grouping, seed: int = SPLIT_SEED) -> np.ndarray:
     validation set (2/16), the rest the training set. No same-scan group, hence no same-slice
     group, crosses a boundary.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # here: heavy, only when needed
 
     split = np.full(len(grouping.files), "train", dtype=object)
     for members in conflicting_groups(grouping.slice_group, grouping.labels):

@@ -342,7 +342,7 @@ def _fetch_from_kaggle(staging: Path, limits: DownloadLimits) -> None:
 def _http_download(url: str, target: Path, limits: DownloadLimits) -> None:
     """Stream ``url`` into ``target`` with a progress bar, within ``limits``."""
     import requests  # imported here: importing course_utils never touches the network
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # here: only when a bar is shown
 
     try:
         response = requests.get(url, stream=True, timeout=(limits.connect, min(limits.read, max(limits.remaining(), 0.1))))

@@ -31,7 +31,7 @@ def overlay(image, cam, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     opacity at each pixel is ``alpha × map``: where the map is zero the MRI shows unchanged,
     where it is highest the colour covers a share ``alpha`` of the pixel.
     """
-    import matplotlib
+    import matplotlib  # here: only when drawing
 
     gray = _as_2d(image)
     gray = (gray - gray.min()) / max(float(gray.max() - gray.min()), EPS)
@@ -47,7 +47,7 @@ def show_overlays(images, cams, titles: Sequence[str] | None = None, alpha: floa
                   title_colors: Sequence[str] | None = None, suptitle: str | None = None, size: float = 1.9,
                   cmap: str = "jet"):
     """A grid of overlays, one per image (``images`` ``(N, [C,] H, W)``, ``cams`` ``(N, H, W)``)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only when drawing
 
     n = len(cams)
     ncols = max(1, min(ncols, n))

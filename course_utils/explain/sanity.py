@@ -59,7 +59,7 @@ def rank_correlation(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
 
     Ties get their average rank. A constant map shares no ordering with anything: 0.
     """
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # here: heavy, only when needed
 
     a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
     b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
@@ -103,7 +103,7 @@ class RandomizationResult:
 
     def plot(self, ax=None, title: str | None = None):
         """Mean rank correlation (± one standard deviation) against the randomized depth."""
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # here: only when drawing
 
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 3.6))

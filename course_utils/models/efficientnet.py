@@ -164,7 +164,7 @@ def torchvision_efficientnet(name: str, device: str | torch.device = "meta") -> 
     On the ``meta`` device (the default) tensors have shapes but no memory or values, so
     even B7 builds and runs instantly: enough to count parameters, MACs and activations.
     """
-    from torchvision import models
+    from torchvision import models  # here: heavy, only when needed
 
     with torch.device(device):
         return getattr(models, f"efficientnet_{name}")(weights=None)

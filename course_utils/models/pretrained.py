@@ -135,8 +135,8 @@ def efficientnet_lite0_skeleton(same_padding: bool = True, num_classes: int = 10
     stride-2 convolutions with TensorFlow "SAME" padding (``same_padding=False`` keeps
     PyTorch's symmetric padding, to show what that costs).
     """
-    from torchvision.models import efficientnet_b0
-    from torchvision.ops.misc import SqueezeExcitation
+    from torchvision.models import efficientnet_b0  # here: heavy, only when needed
+    from torchvision.ops.misc import SqueezeExcitation  # here: heavy, only when needed
 
     model = efficientnet_b0(weights=None, num_classes=num_classes, dropout=dropout,
                             stochastic_depth_prob=stochastic_depth_prob,
@@ -184,7 +184,7 @@ def efficientnet_lite0(pretrained: bool = True, same_padding: bool = True, **kwa
 
 
 def _torchvision_weights(name: str):
-    from torchvision import models
+    from torchvision import models  # here: heavy, only when needed
 
     table = {"resnet18": models.ResNet18_Weights, "efficientnet_b0": models.EfficientNet_B0_Weights}
     return table[name].DEFAULT
@@ -202,7 +202,7 @@ def torchvision_pretrained(name: str) -> nn.Module:
     Reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it is there (no network); otherwise
     downloads it once. Raises ``PretrainedWeightsUnavailable`` when neither works.
     """
-    from torchvision import models
+    from torchvision import models  # here: heavy, only when needed
 
     weights = _torchvision_weights(name)
     path = torchvision_checkpoint_path(name)
@@ -318,7 +318,7 @@ def lite0_input(image: np.ndarray, size: int = LITE0_INPUT_SIZE) -> torch.Tensor
 
     Resizes the short side to ``size`` and crops the centre, as ImageNet evaluation does.
     """
-    from torchvision.transforms import v2
+    from torchvision.transforms import v2  # here: heavy, only when needed
 
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     x = v2.CenterCrop(size)(v2.Resize(size, antialias=True)(x))
@@ -349,7 +349,7 @@ def param_groups(model: nn.Module, lr: float, head_lr: float | None = None) -> l
 def build_backbone(name: str, n_classes: int = 4) -> nn.Module:
     """The architecture of ``pretrained_backbone(name, n_classes)`` with untrained weights
     (to load a fine-tuned checkpoint into; nothing is read or downloaded)."""
-    from torchvision import models
+    from torchvision import models  # here: heavy, only when needed
 
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")

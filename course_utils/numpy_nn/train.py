@@ -198,7 +198,7 @@ def fit(model: Sequential, optimizer, train: tuple[Array, Array], val: tuple[Arr
     ``early_stopping`` the run ends once it says so and the model is left holding the weights
     of the best epoch (``history.best_epoch``).
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # here: only when a bar is shown
 
     x_train, y_train = train
     x_val, y_val = val
@@ -230,7 +230,7 @@ def fit(model: Sequential, optimizer, train: tuple[Array, Array], val: tuple[Arr
 def plot_curves(histories: dict[str, History], metric: str = "loss", ax=None, title: str | None = None):
     """Train (dashed) and validation (solid) curves of several runs on one axes, one colour per run;
     a dot marks the epoch each early-stopped run restored."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only when drawing
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
@@ -257,7 +257,7 @@ def plot_sweep(histories: dict[float, History], selected: float, name: str = "dr
     This is the callback of lesson 05's dropout-rate slider, which moves over runs computed
     beforehand (``selected`` must be one of the keys).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only when drawing
 
     if selected not in histories:
         raise KeyError(f"no run for {name} = {selected}; have {sorted(histories)}")

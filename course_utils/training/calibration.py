@@ -91,7 +91,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 def plot_reliability(curves: dict[str, ReliabilityCurve], title: str | None = None, ax=None):
     """Reliability diagram: accuracy against confidence per bin, one line per curve, with the
     diagonal of perfect calibration and each curve's ECE in the legend."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only when drawing
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4.2))

@@ -25,7 +25,7 @@ def extract_features(backbone: nn.Module, loader, device, progress: bool = True)
     Evaluation mode (batch norm uses its ImageNet statistics, dropout is off) and no
     gradients, so this costs a forward pass only.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # here: only when a bar is shown
 
     was_training = backbone.training
     backbone.eval().to(device)

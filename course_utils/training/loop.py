@@ -235,7 +235,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
     card: the ``ModelCard`` saved with the model (how to rebuild it and feed it); ``meta``:
         anything else to store in the checkpoint.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # here: only when a bar is shown
 
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {list(MONITORS)}, not {monitor!r}")

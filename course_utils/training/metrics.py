@@ -131,7 +131,7 @@ def roc_auc_ovr(probs: np.ndarray, y_true) -> dict[str, np.ndarray | float]:
     no positive (or no negative) sample has no ROC curve; its AUC is NaN and it is left out
     of the averages. Uses scikit-learn's ``roc_auc_score`` (ties handled correctly).
     """
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # here: heavy, only when needed
 
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true).ravel()

@@ -26,7 +26,7 @@ def explore(model: nn.Module, inputs: torch.Tensor, labels: Sequence[int], class
     ``alpha``: the heat map's opacity. Returns the figure (the widget calls this function;
     a test calls it too).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only when drawing
 
     layers = layers_by_depth(model) if layers is None else layers
     layer = list(layers)[-1] if layer is None else layer
