@@ -180,7 +180,7 @@ def _env_folder_error(folder: Path) -> DataDirError:
         what = "there is no such folder"
     else:
         inside = sorted(p.parent for p in folder.glob("*/Training") if _looks_like_dataset(p.parent))
-        what = (f"it holds no Training/ and Testing/ folders"
+        what = ("it holds no Training/ and Testing/ folders"
                 + (f"; {inside[0]} does: point {DATA_ENV} there" if inside else ""))
     return DataDirError(
         f"{DATA_ENV} is set to {folder}, but {what}.\n"
