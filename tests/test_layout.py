@@ -7,6 +7,7 @@ from pathlib import Path
 
 from course_utils.__main__ import ROOMS, course_map
 from course_utils.files import project_root
+from course_utils.lessons import lessons, read_lesson
 
 PACKAGE = project_root() / "course_utils"
 # Higher layers may import lower ones, never the reverse (CONTRIBUTING.md, "The map of course_utils").
@@ -58,3 +59,33 @@ def test_the_map_lists_every_module():
         for path in (PACKAGE / room).glob("*.py"):
             if path.stem not in ("__init__", "__main__"):
                 assert f"    {path.stem} " in text, f"{room}/{path.name} is not on the map"
+
+
+# A lesson may write by hand what it teaches, or a local helper that only shares a name.
+LESSON_OWN = {("06_from_numpy_to_pytorch.md", "evaluate"),   # the PyTorch loop, written out to be read
+              ("10_transfer_learning.md", "fine_tune"),      # its three fine-tuning runs, not pruning's
+              ("14_pruning_and_speed.md", "accuracy")}       # validation and test accuracy of a model
+
+
+def _library_functions() -> set[str]:
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                names.add(node.name)
+    return names
+
+
+def test_no_lesson_redefines_a_library_function():
+    library = _library_functions()
+    found = []
+    for path in lessons():
+        for cell in read_lesson(path).cells:
+            if cell.cell_type != "code":
+                continue
+            source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(("%", "!")))
+            for node in ast.parse(source).body:
+                if (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in library
+                        and (path.name, node.name) not in LESSON_OWN):
+                    found.append(f"{path.name} defines {node.name}")
+    assert not found, "use the library's instead:\n" + "\n".join(found)
