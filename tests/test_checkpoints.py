@@ -113,3 +113,28 @@ def test_one_image_is_prepared_once_like_the_training_cache(checkpoints):
     plain, _ = trained.predict(x, flips=False)
     with torch.no_grad():
         assert torch.allclose(torch.from_numpy(plain), model(x).softmax(1), atol=1e-6)
+
+
+def test_a_lesson_09_checkpoint_saved_before_model_cards_is_read_as_a_small_resnet(checkpoints):
+    # Lesson 09 stored a SmallResNet's config under meta["config"], where lesson 08 stored a SmallCNN's.
+    model = SmallResNet(widths=(8, 16), blocks=(1, 1)).eval()
+    path = checkpoints / "lesson09_resnet.pt"
+    save_checkpoint(path, model, metric="val_loss", value=1.0, meta={"config": model.config, "size": 32})
+    loaded, card = load_model(path)
+    assert type(loaded) is SmallResNet and card.architecture == "SmallResNet" and card.size == 32
+    with pytest.raises(ValueError, match="a SmallCNN cannot be built from the config"):
+        card.replace(architecture="SmallCNN").build()
+
+
+def test_an_old_checkpoint_without_a_stored_architecture_is_read_through_its_lesson(checkpoints):
+    model = SmallResNet(widths=(8, 16), blocks=(1, 1)).eval()
+    path = checkpoints / "old.pt"
+    save_checkpoint(path, model, metric="val_loss", value=1.0, meta={"config": model.config, "size": 32, "lesson": "09"})
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["architecture"] = None  # as the first lesson-09 checkpoints were saved
+    torch.save(checkpoint, path)
+    assert type(load_model(path)[0]) is SmallResNet
+    checkpoint["meta"]["lesson"] = "08"
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match=f"{path}: a SmallCNN cannot be built .* Re-run"):
+        load_model(path)

@@ -325,6 +325,11 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"SmallCNN": SmallCNN, "Sma
                                                       "PlainNet": PlainNet}
 
 
+#: Checkpoints saved before model cards: the network each lesson saved, for those that do not
+#: name it (lesson 08's meta and lesson 09's both held a bare ``config``).
+PRE_CARD_ARCHITECTURES = {"08": "SmallCNN", "09": "SmallResNet"}
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Everything needed to rebuild a saved model and to feed it, saved with its weights.
@@ -358,7 +363,11 @@ class ModelCard:
     def build(self) -> nn.Module:
         """A fresh, untrained network of this architecture (weights come from the checkpoint)."""
         if self.architecture in ARCHITECTURES:
-            return ARCHITECTURES[self.architecture](**self.config)
+            try:
+                return ARCHITECTURES[self.architecture](**self.config)
+            except TypeError as error:
+                raise ValueError(f"a {self.architecture} cannot be built from the config {self.config} ({error}); "
+                                 f"the model card does not match the network that saved it") from error
         if self.architecture in BACKBONES:
             return build_backbone(self.architecture, **self.config)
         known = sorted(ARCHITECTURES) + list(BACKBONES)
@@ -376,7 +385,8 @@ class ModelCard:
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: Path | str = "the checkpoint") -> "ModelCard":
         """The card saved in a checkpoint; checkpoints saved before cards existed are read
-        from their ``meta`` (``config``: a ``SmallCNN``; ``name``: a pretrained backbone)."""
+        from their ``meta`` (``config``: the course's network its stored architecture names,
+        ``SmallCNN`` if none; ``name``: a pretrained backbone)."""
         if checkpoint.get("card"):
             card = dict(checkpoint["card"])
             card["classes"] = tuple(card.get("classes") or CLASSES)
@@ -384,8 +394,11 @@ class ModelCard:
         meta = dict(checkpoint.get("meta") or {})
         if "name" in meta:
             architecture, config = meta["name"], {"n_classes": meta.get("n_classes", len(CLASSES))}
-        elif "config" in meta:
-            architecture, config = "SmallCNN", meta["config"]
+        elif "config" in meta:  # the class name starts the stored description, e.g. "SmallResNet(...) with ..."
+            named = str(checkpoint.get("architecture") or "").split("(")[0]
+            if named not in ARCHITECTURES:
+                named = PRE_CARD_ARCHITECTURES.get(str(meta.get("lesson")), "SmallCNN")
+            architecture, config = named, meta["config"]
         else:
             raise ValueError(f"{path} has no model card and its meta does not say how to rebuild the model "
                              f"(keys {sorted(meta)}); re-run the lesson that saved it")
@@ -411,7 +424,10 @@ def rebuild(card: ModelCard, state: dict, path: Path | str = "the checkpoint",
 
     Weights of another architecture raise ``ArchitectureMismatchError`` naming both.
     """
-    model = card.build()
+    try:
+        model = card.build()
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}. Re-run the lesson or code that saved it.") from error
     load_weights(model, {"model": state, "architecture": architecture}, Path(path),
                  model_is=f"the {card.architecture} its model card describes")
     return model.eval()
