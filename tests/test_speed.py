@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import course_utils.train as train_mod
+import course_utils.training.loop as train_mod
 from course_utils import benchmarks, profiles, speed
 from course_utils.lessons import LESSON_DIR, read_lesson
 from course_utils.models import LESSON08_CNN
@@ -38,7 +38,7 @@ def openmp_settings(code: str, **env: str) -> tuple[dict[str, str], str]:
 
 
 def test_importing_the_course_first_sets_the_policy_before_openmp_starts():
-    settings, _ = openmp_settings("import course_utils.train")
+    settings, _ = openmp_settings("import course_utils.training.loop")
     assert settings == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}
 
 
@@ -56,7 +56,7 @@ def test_without_the_course_pytorch_spins():
     ({"GOMP_SPINCOUNT": "777"}, {"GOMP_SPINCOUNT": "777"}),
 ])
 def test_learners_can_override_the_policy(env, expected):
-    settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
+    settings, out = openmp_settings("import course_utils.training.loop\nfrom course_utils.profiles import setup\n"
                                     "setup(threads=2)", **env)
     assert expected.items() <= settings.items()
     assert "Note:" not in out
