@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from .data import MRIDataset, load_splits, make_loader, train_augmentation
-from .models import LESSON08_CNN, SmallCNN
-from .train import CountingLoader, train_one_epoch
+from .models.cnn import LESSON08_CNN, SmallCNN
+from .training.loop import CountingLoader, train_one_epoch
 
 #: Lesson 08's training data: 96 px slices in batches of 64.
 LESSON08_SIZE, LESSON08_BATCH = 96, 64

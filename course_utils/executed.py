@@ -33,8 +33,9 @@ from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from nbformat.v4 import output_from_msg
 
-from course_utils.files import atomic_write_text
-from course_utils.lessons import LESSON_DIR, lessons
+from .files import atomic_write_text
+from .lessons import LESSON_DIR, lessons
+
 
 ROOT = LESSON_DIR.parent
 EXECUTED_DIR = ROOT / "book" / "_build" / "executed"

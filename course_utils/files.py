@@ -37,6 +37,27 @@ T = TypeVar("T")
 PARTIAL_SUFFIX = ".partial"
 
 
+# The project's folder, and paths as a learner reads them
+
+
+def project_root() -> Path:
+    """The course's top folder (the one with ``pyproject.toml``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a learner should read it: relative to the project folder when inside it.
+
+    Printed outputs then say ``checkpoints/full/lesson10_transfer.pt`` on every machine instead
+    of the absolute path of one computer.
+    """
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 class CourseFileError(RuntimeError):
     """A file of the course could not be read or written; the message says which and why."""
 

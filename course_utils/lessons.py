@@ -14,7 +14,9 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-LESSON_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+from .files import project_root
+
+LESSON_DIR = project_root() / "notebooks"
 
 
 def is_lesson(path: Path, folder: Path = LESSON_DIR) -> bool:

@@ -23,10 +23,11 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from .files import CourseFileError, atomic_write_text, json_load, read_or_explain
+from .files import CourseFileError, atomic_write_text, json_load, project_root, read_or_explain
 from .profiles import DEFAULT_SEED, active_seed, current_profile
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+RESULTS_DIR = project_root() / "results"
 RESULTS_JSON = RESULTS_DIR / "results.json"
 RESULTS_MD = RESULTS_DIR / "RESULTS.md"
 

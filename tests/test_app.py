@@ -18,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils import app, data, gradcam, lesson_models
+from course_utils import app, data, explain, training
 from course_utils.models import SmallCNN
-from course_utils.train import save_checkpoint
+from course_utils.training import ModelCard, save_checkpoint
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(
@@ -49,14 +49,14 @@ def checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
     torch.manual_seed(0)
     model = SmallCNN(widths=(8, 16), hidden=0).eval()
-    meta = {"config": model.config, "size": SIZE, "mean": 0.2, "std": 0.3, "lesson": "08"}
-    save_checkpoint(lesson_models.checkpoint_path("08", "smoke"), model, metric="val_loss", value=1.0, meta=meta)
+    card = ModelCard.for_model(model, size=SIZE, mean=0.2, std=0.3, lesson="08")
+    save_checkpoint(training.checkpoint_path("08", "smoke"), model, metric="val_loss", value=1.0, card=card)
     return tmp_path
 
 
 @pytest.fixture
 def trained(checkpoints):
-    return lesson_models.load_lesson_model("08", profile="smoke")
+    return training.load_lesson_model("08", profile="smoke")
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,8 +158,9 @@ def test_prepare_pads_resizes_and_normalises_like_training(trained):
     assert one.images.shape == (1, SIZE, SIZE) and one.images.dtype == torch.uint8
     assert np.array_equal(one.images[0].numpy(), expected)
     assert one.images[0, 0].max() == 0  # the padding above a wide image is black
-    x = trained.inputs(one)
+    x = trained.preprocess(one)
     assert torch.allclose(x, (one.images[:, None].float() / 255 - 0.2) / 0.3)
+    assert torch.equal(trained.preprocess(img), x)  # a PIL image goes the same way
 
 
 def test_predict_probabilities_match_the_lesson_pipeline(trained):
@@ -176,12 +177,12 @@ def test_predict_probabilities_match_the_lesson_pipeline(trained):
 
 def test_flip_averaging_is_used_when_the_lesson_chose_it(trained):
     img = Image.fromarray(_slice(seed=3), "L")
-    x = trained.inputs(app.prepare(trained, img))
+    x = trained.preprocess(app.prepare(trained, img))
     with torch.no_grad():
         plain = trained.model(x).softmax(1)[0].numpy()
         flipped = trained.model(x.flip(-1)).softmax(1)[0].numpy()
     assert np.allclose(app.predict_probabilities(trained, img), plain, atol=1e-6)
-    trained.meta["flip_average"] = True
+    trained.card = trained.card.replace(flips=True)
     assert np.allclose(app.predict_probabilities(trained, img), (plain + flipped) / 2, atol=1e-6)
 
 
@@ -191,8 +192,8 @@ def test_analyse_explains_the_top_class_with_grad_cam(trained):
     assert result.top == int(np.argmax(result.probabilities))
     assert result.pixels.shape == (SIZE, SIZE) and result.pixels.dtype == np.uint8
     assert result.cam.shape == (SIZE, SIZE) and result.cam.min() >= 0 and result.cam.max() <= 1
-    x = trained.inputs(app.prepare(trained, img))
-    expected = gradcam.grad_cam(trained.model, gradcam.default_target_layer(trained.model), x, result.top)[0]
+    x = trained.preprocess(app.prepare(trained, img))
+    expected = explain.grad_cam(trained.model, explain.default_target_layer(trained.model), x, result.top)[0]
     assert np.allclose(result.cam, expected.numpy(), atol=1e-6)
     assert result.top_class in result.summary() and result.true_label is None
 
@@ -223,11 +224,11 @@ def test_available_models_and_shelf(checkpoints):
 
     def loader(lesson, profile):
         calls.append(lesson)
-        return lesson_models.load_lesson_model(lesson, profile)
+        return training.load_lesson_model(lesson, profile)
 
     shelf = app.ModelShelf("smoke", loader)
     assert shelf.get("08") is shelf.get("08") and calls == ["08"]  # loaded once
-    with pytest.raises(lesson_models.CheckpointMissingError, match="lesson 10"):
+    with pytest.raises(training.CheckpointMissingError, match="lesson 10"):
         shelf.get("10")
 
 
@@ -244,7 +245,7 @@ def test_gallery_slice_through_the_upload_path_equals_the_training_cache(trained
     item = app.gallery(1)[0]
     path = data.locate_dataset() / item.relpath
     from_upload = app.prepare(trained, app.decode_upload(path.read_bytes(), item.relpath)).images[0]
-    cached = data._decode_for_cache((str(path), SIZE))  # what load_images stores for this file
+    cached = data.cache._decode_for_cache((str(path), SIZE))  # what load_images stores for this file
     assert np.array_equal(from_upload.numpy(), cached)
     assert np.array_equal(np.asarray(app.load_gallery_image(item)), np.asarray(data.load_image(path)))
 
@@ -294,7 +295,7 @@ def test_app_answers_errors_and_keeps_working(checkpoints):
 
 @pytest.mark.parametrize("cut", [0.0, 0.1, 0.5])
 def test_a_damaged_checkpoint_is_explained_in_the_app(checkpoints, cut):
-    path = lesson_models.checkpoint_path("08", "smoke")
+    path = training.checkpoint_path("08", "smoke")
     payload = path.read_bytes()
     path.write_bytes(payload[: int(len(payload) * cut)])
     ui = app.build_app(items=[], profile="smoke").app
@@ -306,15 +307,15 @@ def test_a_damaged_checkpoint_is_explained_in_the_app(checkpoints, cut):
 
 
 def test_a_checkpoint_of_another_architecture_is_explained_in_the_app(checkpoints):
-    path = lesson_models.checkpoint_path("08", "smoke")
-    meta = torch.load(path, weights_only=False)["meta"]
-    other = SmallCNN(widths=(4, 8), hidden=0)  # weights that do not fit the network the meta names
-    save_checkpoint(path, other, metric="val_loss", value=0.5, meta=meta, force=True)
+    path = training.checkpoint_path("08", "smoke")
+    card = ModelCard.from_checkpoint(torch.load(path, weights_only=False))
+    other = SmallCNN(widths=(4, 8), hidden=0)  # weights that do not fit the network the card names
+    save_checkpoint(path, other, metric="val_loss", value=0.5, card=card, force=True)
     ui = app.build_app(items=[], profile="smoke").app
     ui.handle_upload(_encode(Image.fromarray(_slice(), "L"), "PNG"), "scan.png")
     status = ui.status.value
     assert "Unexpected error" not in status and "size mismatch" not in status
-    assert "widths=(8, 16)" in status and "widths=(4, 8)" in status and "its meta describes" in status
+    assert "widths=(8, 16)" in status and "widths=(4, 8)" in status and "its model card describes" in status
 
 
 def test_app_reports_unexpected_errors_instead_of_raising(checkpoints):

@@ -1,4 +1,4 @@
-"""The duplicate audit (course_utils.audit) finds planted copies — re-encoded, resized, blurred,
+"""The duplicate audit (course_utils.data.audit) finds planted copies — re-encoded, resized, blurred,
 mirrored — and pairs no distinct slices, even neighbouring slices of one scan."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from course_utils import audit, data
+from course_utils import data
+from course_utils.data import audit
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(

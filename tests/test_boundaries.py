@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from course_utils.boundaries import (bce_loss, gate, lr_experiment_figure, neuron_predict,
-                                     plot_decision_boundary, train_neuron)
-from course_utils.gradcheck import numerical_gradient, rel_error
-from course_utils.nn_numpy import sigmoid
+from course_utils.widgets.decision_boundaries import (bce_loss, gate, lr_experiment_figure, neuron_predict,
+                                                      plot_decision_boundary, train_neuron)
+from course_utils.numpy_nn.gradcheck import numerical_gradient, rel_error
+from course_utils.numpy_nn.layers import sigmoid
 
 
 @pytest.mark.parametrize("name", ["AND", "OR", "NAND"])

@@ -1,11 +1,11 @@
-"""Calibration (course_utils.calibration): ECE by hand, and temperature scaling that finds the
+"""Calibration (course_utils.training.calibration): ECE by hand, and temperature scaling that finds the
 temperature used to make overconfident probabilities."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from course_utils import calibration
+from course_utils.training import calibration
 
 
 def test_ece_by_hand():

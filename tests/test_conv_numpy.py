@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.conv_numpy import (avg_pool_backward, avg_pool_forward, col2im, conv2d_backward,
-                                     conv2d_backward_as_convolutions, conv2d_forward, conv2d_naive,
-                                     dilate, im2col, max_pool_backward, max_pool_forward, output_size)
-from course_utils.gradcheck import numerical_gradient_array, rel_error
+from course_utils.numpy_nn.conv import (avg_pool_backward, avg_pool_forward, col2im, conv2d_backward,
+                                        conv2d_backward_as_convolutions, conv2d_forward, conv2d_naive,
+                                        dilate, im2col, max_pool_backward, max_pool_forward, output_size)
+from course_utils.numpy_nn.gradcheck import numerical_gradient_array, rel_error
 
 # (H, W, kernel h, kernel w, stride, padding): square and not, strides that do and do not
 # divide evenly, padding larger than the kernel's half, a 1x1 kernel.

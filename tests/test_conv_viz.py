@@ -10,9 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from course_utils.conv_numpy import output_size  # noqa: E402
-from course_utils.conv_viz import (CLASSIC_KERNELS, dot_product_terms, draw_sliding_dot_product,  # noqa: E402
-                                   filter_image, show_kernel)
+from course_utils.numpy_nn.conv import output_size  # noqa: E402
+from course_utils.widgets.convolution import (CLASSIC_KERNELS, dot_product_terms, draw_sliding_dot_product,
+                                              filter_image, show_kernel)  # noqa: E402
 
 IMAGE = np.array([[1, 2, 0, 1, 3], [0, 1, 2, 3, 1], [1, 0, 1, 2, 2], [2, 1, 0, 1, 0], [0, 2, 1, 0, 1]], float)
 KERNEL = np.array([[1, 0, -1]] * 3, float)

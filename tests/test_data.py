@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 
 from course_utils import data
+from course_utils.data import cli, source
+from course_utils.lessons import LESSON_DIR, read_lesson
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(
@@ -76,10 +78,10 @@ def fake_dataset(tmp_path, monkeypatch):
                 _write(root / split / label / f"{split[:2]}-{label[:2]}_{i:04d}.jpg", kind, seed)
     manifest = tmp_path / "manifest.csv"
     data.write_manifest(root, manifest)
-    monkeypatch.setattr(data, "MANIFEST_PATH", manifest)
+    monkeypatch.setattr(source, "MANIFEST_PATH", manifest)
     monkeypatch.setenv(data.DATA_ENV, str(root))
     monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path / "home"))
-    data._memory.clear()
+    source._memory.clear()
     return root
 
 
@@ -215,7 +217,7 @@ def test_cache_roundtrip(fake_dataset):
     assert all(f.startswith("Training/") for f in train.files)
     assert data.cache_path(16).is_file()
     # the second load reads the cache and gives identical tensors
-    data._memory.clear()
+    source._memory.clear()
     again = data.load_images("Training", 16)
     assert torch.equal(again.images, train.images) and again.files == train.files
 
@@ -224,9 +226,9 @@ def test_cache_is_rebuilt_when_manifest_changes(fake_dataset, tmp_path, monkeypa
     data.load_images("Training", 16)
     first_mtime = data.cache_path(16).stat().st_mtime_ns
     manifest = tmp_path / "manifest2.csv"
-    manifest.write_text(data.MANIFEST_PATH.read_text() + "\n")
-    monkeypatch.setattr(data, "MANIFEST_PATH", manifest)
-    data._memory.clear()
+    manifest.write_text(source.MANIFEST_PATH.read_text() + "\n")
+    monkeypatch.setattr(source, "MANIFEST_PATH", manifest)
+    source._memory.clear()
     data.load_images("Training", 16)
     assert data.cache_path(16).stat().st_mtime_ns != first_mtime
 
@@ -236,7 +238,7 @@ def test_cache_build_fails_cleanly_on_a_corrupt_image(fake_dataset, tmp_path):
     # corrupting, so only decoding can catch it.
     victim = next((fake_dataset / "Training" / "glioma").iterdir())
     victim.write_bytes(b"GIF89a not really")
-    data.write_manifest(fake_dataset, data.MANIFEST_PATH)
+    data.write_manifest(fake_dataset, source.MANIFEST_PATH)
     with pytest.raises(data.ImageLoadError, match=victim.name):
         data.load_images("Training", 16)
     leftovers = list(data.cache_dir().glob("*")) if data.cache_dir().exists() else []
@@ -358,7 +360,7 @@ def test_a_wrong_env_folder_never_triggers_a_download(tmp_path, monkeypatch):
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "typo"))
     monkeypatch.setenv("COURSE_DATA_HOME", str(tmp_path / "home"))
     calls = []
-    monkeypatch.setattr(data, "SOURCES", (("test source", lambda staging, limits: calls.append(staging)),))
+    monkeypatch.setattr(source, "SOURCES", (("test source", lambda staging, limits: calls.append(staging)),))
     with pytest.raises(data.DataDirError):
         data.get_dataset(download=True)
     assert calls == []
@@ -389,8 +391,8 @@ def test_make_data_says_when_the_data_is_already_there(fake_dataset, tmp_path, m
     home.mkdir()
     fake_dataset.rename(home / "brain-tumor-mri")
     monkeypatch.delenv(data.DATA_ENV)
-    monkeypatch.setattr(data, "SOURCES", ())
-    assert data.main(["download"]) == 0
+    monkeypatch.setattr(source, "SOURCES", ())
+    assert cli.main(["download"]) == 0
     out = capsys.readouterr().out
     assert f"already at {home / 'brain-tumor-mri'}" in out and "nothing to download" in out
 
@@ -401,7 +403,7 @@ def test_a_cache_write_on_a_full_disk_leaves_no_partial_file(fake_dataset, monke
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    assert data.main(["cache", "16"]) == 1
+    assert cli.main(["cache", "16"]) == 1
     err = capsys.readouterr().err
     assert f"Could not write {data.cache_path(16)}: No space left on device" in err
     assert list(data.cache_dir().iterdir()) == []
@@ -421,7 +423,7 @@ def test_a_truncated_cache_is_rebuilt(fake_dataset, capsys):
     data.load_images("Training", 16)
     path = data.cache_path(16)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    data._memory.clear()
+    source._memory.clear()
     assert len(data.load_images("Testing", 16)) == 4 * 2
     assert "Rebuilding the image cache" in capsys.readouterr().out
 
@@ -434,7 +436,7 @@ def test_padding_a_long_strip_to_a_square_is_refused_before_allocating(monkeypat
         assert size[0] * size[1] <= 10**8, f"square_resize allocated a {size[0]} × {size[1]} canvas"
         return real_new(mode, size, *args, **kwargs)
 
-    monkeypatch.setattr(data.Image, "new", guarded_new)
+    monkeypatch.setattr(Image, "new", guarded_new)
     with pytest.raises(data.ImageLoadError, match="200000 × 200000 px"):
         data.square_resize(strip, 32)
 
@@ -495,7 +497,7 @@ def zip_server(fake_dataset):
 
 def test_a_silent_network_gives_up_on_every_source_in_bounded_time(silent_server, hanging_kagglehub,
                                                                  tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "GITHUB_MIRROR", silent_server)
+    monkeypatch.setattr(source, "GITHUB_MIRROR", silent_server)
     dest = tmp_path / "data" / "brain-tumor-mri"
     start = time.monotonic()
     with pytest.raises(data.DatasetNotFoundError) as info:
@@ -509,7 +511,7 @@ def test_a_silent_network_gives_up_on_every_source_in_bounded_time(silent_server
 
 
 def test_the_mirror_is_tried_when_kagglehub_hangs(zip_server, hanging_kagglehub, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
+    monkeypatch.setattr(source, "GITHUB_MIRROR", zip_server)
     dest = tmp_path / "data" / "brain-tumor-mri"
     assert data.download_dataset(dest, connect_timeout=1, read_timeout=1, deadline=2) == dest
     data.verify_dataset(dest)
@@ -518,8 +520,8 @@ def test_the_mirror_is_tried_when_kagglehub_hangs(zip_server, hanging_kagglehub,
 
 
 def test_a_killed_download_leaves_nothing_that_outlives_the_next_one(zip_server, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
-    monkeypatch.setattr(data, "SOURCES", (("GitHub mirror", data._fetch_from_github),))
+    monkeypatch.setattr(source, "GITHUB_MIRROR", zip_server)
+    monkeypatch.setattr(source, "SOURCES", (("GitHub mirror", source._fetch_from_github),))
     dest = tmp_path / "data" / "brain-tumor-mri"
     stale = dest.parent / ".download-999999999-abc" / "brain-tumor-mri"  # a download killed earlier
     stale.mkdir(parents=True)
@@ -529,16 +531,26 @@ def test_a_killed_download_leaves_nothing_that_outlives_the_next_one(zip_server,
 
 def test_without_the_data_the_first_access_downloads_it(zip_server, tmp_path, monkeypatch):
     monkeypatch.delenv(data.DATA_ENV)
-    monkeypatch.setattr(data, "GITHUB_MIRROR", zip_server)
-    monkeypatch.setattr(data, "SOURCES", (("GitHub mirror", data._fetch_from_github),))
+    monkeypatch.setattr(source, "GITHUB_MIRROR", zip_server)
+    monkeypatch.setattr(source, "SOURCES", (("GitHub mirror", source._fetch_from_github),))
     assert data.get_dataset() == tmp_path / "home" / "brain-tumor-mri"
 
 
 def test_lesson_00_gets_the_data_with_get_dataset():
     """The README promises that the first lesson downloads the data when it is missing."""
-    from course_utils.lessons import read_lesson
-
-    notebook = read_lesson(data.project_root() / "notebooks" / "00_the_data.md")
+    notebook = read_lesson(LESSON_DIR / "00_the_data.md")
     code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     first = re.search(r"data\.(get_dataset|locate_dataset|load_splits|load_images)\(", code)
     assert first and first.group(1) == "get_dataset"
+
+
+def test_the_data_modules_share_one_timed_command_line(capsys):
+    class Result:
+        files = ["a.jpg", "b.jpg"]
+
+    command, result = cli.timed_command("course_utils.data.audit", "Auditing.\nMore.", ["report", "write"],
+                                        ["write"], Result, "audited")
+    assert command == "write" and isinstance(result, Result)
+    assert re.fullmatch(r"audited 2 images in \d+\.\d s\n", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        cli.timed_command("course_utils.data.audit", "Auditing.", ["report"], ["nonsense"], Result, "audited")

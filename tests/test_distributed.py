@@ -1,4 +1,4 @@
-"""Tests for course_utils.distributed: the lesson-08 training run under torchrun and DDP.
+"""Tests for course_utils.training.distributed: the lesson-08 training run under torchrun and DDP.
 
 The sharding tests need no process group. The end-to-end tests launch real processes on
 the CPU (gloo backend), as ``torchrun`` does on a multi-GPU machine with NCCL, and train a
@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from course_utils import data
-from course_utils.distributed import DistInfo, distributed_loader, replicas_identical, unwrap
+from course_utils.models import unwrap
+from course_utils.training.distributed import DistInfo, distributed_loader, replicas_identical
 from course_utils.models import SmallCNN
-from course_utils.train import _set_epoch, read_checkpoint
+from course_utils.training.loop import _set_epoch
+from course_utils.training import load_model, read_checkpoint
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(
@@ -75,7 +77,7 @@ def test_single_process_helpers():
 
 def _train(tmp_path: Path, processes: int) -> tuple[Path, Path]:
     out, checkpoint = tmp_path / f"replicas{processes}", tmp_path / f"cnn{processes}.pt"
-    args = ["-m", "course_utils.distributed", "--epochs", "2", "--size", "32", "--per-class", "8",
+    args = ["-m", "course_utils.training.distributed", "--epochs", "2", "--size", "32", "--per-class", "8",
             "--batch-size", "16", "--checkpoint", str(checkpoint), "--save-replicas", str(out)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
@@ -91,10 +93,10 @@ def _train(tmp_path: Path, processes: int) -> tuple[Path, Path]:
 def _assert_trained_checkpoint(checkpoint: Path) -> None:
     saved = read_checkpoint(checkpoint)
     assert not any(k.startswith("module.") for k in saved["model"])  # loads without the DDP wrapper
-    model = SmallCNN(**saved["meta"]["config"])
-    model.load_state_dict(saved["model"])
+    model, card = load_model(checkpoint)  # rebuilt from its model card alone
+    assert type(model) is SmallCNN and card.extra["world_size"] >= 1
     torch.manual_seed(0)  # the seed every process starts from: the initial weights
-    initial = SmallCNN(**saved["meta"]["config"]).state_dict()
+    initial = SmallCNN(**card.config).state_dict()
     assert not torch.equal(initial["features.0.0.weight"], saved["model"]["features.0.0.weight"])
 
 
@@ -113,4 +115,4 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
     _assert_trained_checkpoint(checkpoint)
-    assert read_checkpoint(checkpoint)["meta"]["world_size"] == 2
+    assert load_model(checkpoint)[1].extra["world_size"] == 2

@@ -1,4 +1,4 @@
-"""Tests of course_utils.efficientnet: hand-written blocks equal torchvision's; the scaling table."""
+"""Tests of course_utils.models.efficientnet: hand-written blocks equal torchvision's; the scaling table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torchvision.models.efficientnet import MBConv as TorchMBConv
 from torchvision.models.efficientnet import MBConvConfig
 from torchvision.ops.misc import SqueezeExcitation as TorchSE
 
-from course_utils import efficientnet as E
+from course_utils.models import count_parameters, efficientnet as E
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
@@ -47,7 +47,7 @@ def test_mbconv_equals_torchvision(expand, kernel, stride, cin, cout):
     cnf = MBConvConfig(expand, kernel, stride, cin, cout, num_layers=1, width_mult=1.0, depth_mult=1.0)
     theirs = TorchMBConv(cnf, stochastic_depth_prob=0.0, norm_layer=nn.BatchNorm2d)
     ours = E.MBConv(cin, cout, expand, kernel, stride)
-    assert E.count_parameters(ours) == E.count_parameters(theirs)
+    assert count_parameters(ours) == count_parameters(theirs)
     randomise_batchnorm(theirs)
     E.copy_weights_in_order(theirs, ours)
     theirs.eval(), ours.eval()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils.train import last_state_path, read_checkpoint
+from course_utils.training import last_state_path, read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 25
@@ -34,7 +34,7 @@ TRAINER = textwrap.dedent("""
     import os, signal, sys, time
     import torch
     from torch import nn
-    from course_utils.train import fit, last_state_path
+    from course_utils.training import fit, last_state_path
 
     torch.set_num_threads(1)
     checkpoint = sys.argv[1]
@@ -139,12 +139,12 @@ UPLOAD = textwrap.dedent("""
     import io, resource, sys
     import torch
     from PIL import Image
-    from course_utils import app, lesson_models
+    from course_utils import app, training
     from course_utils.models import SmallCNN
-    from course_utils.train import save_checkpoint
+    from course_utils.training import save_checkpoint
 
     model = SmallCNN(widths=(8, 16), hidden=0).eval()
-    save_checkpoint(lesson_models.checkpoint_path("08", "smoke"), model, metric="val_loss", value=1.0,
+    save_checkpoint(training.checkpoint_path("08", "smoke"), model, metric="val_loss", value=1.0,
                     meta={"config": model.config, "size": 32, "mean": 0.0, "std": 1.0})
     ui = app.build_app(items=[], profile="smoke").app
     uploads = []

@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import files, lesson_models, results
+from course_utils import files, training, results
 from course_utils.files import (FileWriteError, UnreadableFileError, atomic_torch_save, atomic_write,
                                 atomic_write_text, move_aside, partial_files, read_or_explain)
 from course_utils.models import SmallCNN
-from course_utils.train import (ArchitectureMismatchError, fit, last_state_path, load_checkpoint,
-                                read_checkpoint, save_checkpoint)
+from course_utils.training import (ArchitectureMismatchError, fit, last_state_path, load_checkpoint, load_model,
+                                   read_checkpoint, save_checkpoint)
 
 # Where a file is cut: empty, 10 %, half, 90 %, all but the last byte.
 CUTS = [0.0, 0.1, 0.5, 0.9, -1]
@@ -47,7 +47,7 @@ def small_cnn(widths=(8, 16), seed: int = 0) -> SmallCNN:
 
 
 def save_lesson08(model: SmallCNN, value: float = 1.0) -> Path:
-    path = lesson_models.checkpoint_path("08", "smoke")
+    path = training.checkpoint_path("08", "smoke")
     meta = {"config": model.config, "size": 32, "mean": 0.2, "std": 0.3, "lesson": "08"}
     assert save_checkpoint(path, model, metric="val_loss", value=value, meta=meta)
     return path
@@ -136,7 +136,7 @@ def test_truncated_lesson_checkpoint_names_file_lesson_and_fix(checkpoints, cut)
     path = save_lesson08(small_cnn())
     truncate(path, cut)
     with pytest.raises(UnreadableFileError) as info:
-        lesson_models.load_lesson_model("08", profile="smoke")
+        training.load_lesson_model("08", profile="smoke")
     message = str(info.value)
     assert str(path) in message
     assert "lesson 08" in message and "notebooks/08_" in message and "'smoke' profile" in message
@@ -157,7 +157,7 @@ def test_saving_over_a_truncated_checkpoint_moves_it_aside(checkpoints, cut, cap
     aside = list(checkpoints.glob("smoke/lesson08_cnn.pt.damaged-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == old[:len(aside[0].read_bytes())]
     assert aside[0].name in out
-    loaded = lesson_models.load_lesson_model("08", profile="smoke")
+    loaded = training.load_lesson_model("08", profile="smoke")
     expected = retrained.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.model.state_dict().items())
 
@@ -168,14 +168,14 @@ def test_a_file_that_is_not_a_checkpoint_is_explained(tmp_path):
     with pytest.raises(UnreadableFileError, match="holds a list"):
         read_checkpoint(path)
     message = str(pytest.raises(UnreadableFileError, load_checkpoint, path).value)
-    assert "course_utils.train.fit" in message and "damaged-" in message
+    assert "course_utils.training.fit" in message and "damaged-" in message
 
 
 def test_rerunning_a_lesson_over_a_damaged_checkpoint_trains_and_saves(checkpoints, capsys):
     torch.manual_seed(0)
     x, y = torch.randn(32, 8), torch.arange(32) % 2
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-    path = lesson_models.checkpoint_path("08", "smoke")
+    path = training.checkpoint_path("08", "smoke")
     path.write_bytes(b"PK\x03\x04 cut short")
     model = nn.Sequential(nn.Linear(8, 2))
     history = fit(model, data, data, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
@@ -238,13 +238,11 @@ def test_resuming_into_another_architecture_names_both(tmp_path):
     assert "resume=False" in message
 
 
-def test_load_finetuned_explains_a_damaged_file(tmp_path):
-    from course_utils.pretrained import load_finetuned
-
+def test_load_model_explains_a_damaged_file(tmp_path):
     path = tmp_path / "lesson11_efficientnet.pt"
     path.write_bytes(b"")
     with pytest.raises(UnreadableFileError, match="empty or cut short"):
-        load_finetuned(path)
+        load_model(path)
 
 
 # ---------------------------------------------------------------- the results table

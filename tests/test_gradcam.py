@@ -1,4 +1,4 @@
-"""Grad-CAM and CAM (course_utils.gradcam): equal to the grad-cam library, hooks always
+"""Grad-CAM and CAM (course_utils.explain.gradcam): equal to the grad-cam library, hooks always
 removed, CAM = Grad-CAM where theory says so, and a sanity check that can tell models apart."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pytorch_grad_cam import GradCAM as LibraryGradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 from torchvision.models import resnet18  # noqa: E402
 
-from course_utils import gradcam  # noqa: E402
+from course_utils import explain  # noqa: E402
 from course_utils.models import SmallCNN  # noqa: E402
-from course_utils.pretrained import efficientnet_lite0  # noqa: E402
+from course_utils.models.pretrained import efficientnet_lite0  # noqa: E402
+from course_utils.widgets.gradcam_explorer import explore  # noqa: E402
 
 
 def library_maps(model, layer, x, classes):
@@ -49,7 +50,7 @@ def test_equals_grad_cam_library_on_resnet18(resnet):
     torch.manual_seed(1)
     x = torch.randn(3, 3, 64, 64)
     classes = [0, 2, 3]
-    ours = gradcam.grad_cam(resnet, resnet.layer4, x, classes)
+    ours = explain.grad_cam(resnet, resnet.layer4, x, classes)
     theirs = library_maps(resnet, resnet.layer4, x, classes)
     assert ours.shape == theirs.shape == (3, 64, 64)
     assert np.abs(ours.numpy() - theirs).max() < 1e-5
@@ -60,9 +61,9 @@ def test_equals_grad_cam_library_on_course_efficientnet(lite0):
     torch.manual_seed(2)
     x = torch.randn(2, 3, 96, 96)
     classes = [281, 409]
-    layer = gradcam.default_target_layer(lite0)
+    layer = explain.default_target_layer(lite0)
     assert layer is lite0.features[-1]
-    ours = gradcam.grad_cam(lite0, layer, x, classes)
+    ours = explain.grad_cam(lite0, layer, x, classes)
     theirs = library_maps(lite0, layer, x, classes)
     assert np.abs(ours.numpy() - theirs).max() < 1e-5
 
@@ -70,25 +71,25 @@ def test_equals_grad_cam_library_on_course_efficientnet(lite0):
 def test_default_target_is_predicted_class_and_library_targets_work(resnet):
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     predicted = resnet(x).argmax(1).tolist()
-    by_default = gradcam.grad_cam(resnet, resnet.layer4, x)
-    explicit = gradcam.grad_cam(resnet, resnet.layer4, x, predicted)
-    library_target = gradcam.grad_cam(resnet, resnet.layer4, x, [ClassifierOutputTarget(k) for k in predicted])
+    by_default = explain.grad_cam(resnet, resnet.layer4, x)
+    explicit = explain.grad_cam(resnet, resnet.layer4, x, predicted)
+    library_target = explain.grad_cam(resnet, resnet.layer4, x, [ClassifierOutputTarget(k) for k in predicted])
     assert torch.equal(by_default, explicit) and torch.equal(explicit, library_target)
-    other = gradcam.grad_cam(resnet, resnet.layer4, x, [(k + 1) % 4 for k in predicted])
+    other = explain.grad_cam(resnet, resnet.layer4, x, [(k + 1) % 4 for k in predicted])
     assert (other - explicit).abs().max() > 0.05  # another class, another map
 
 
 def test_hooks_removed_after_use_and_on_error(resnet):
     x = torch.randn(1, 3, 64, 64)
     assert all_hooks(resnet) == 0
-    with gradcam.GradCAM(resnet, resnet.layer4) as cam:
+    with explain.GradCAM(resnet, resnet.layer4) as cam:
         assert len(resnet.layer4._forward_hooks) == 1
         cam(x, 1)
         cam(x, 2)
         assert len(resnet.layer4._forward_hooks) == 1  # one hook, however many calls
     assert all_hooks(resnet) == 0
     with pytest.raises(ValueError):
-        with gradcam.GradCAM(resnet, resnet.layer4) as cam:
+        with explain.GradCAM(resnet, resnet.layer4) as cam:
             cam(x, [1, 2])  # two targets for one image
     assert all_hooks(resnet) == 0
     with pytest.raises(RuntimeError, match="released"):
@@ -99,7 +100,7 @@ def test_no_side_effects_on_the_model(resnet):
     resnet.zero_grad(set_to_none=True)  # the library's backward() fills them
     resnet.train()
     x = torch.randn(2, 3, 64, 64)
-    gradcam.grad_cam(resnet, resnet.layer4, x, 0)
+    explain.grad_cam(resnet, resnet.layer4, x, 0)
     assert resnet.training  # mode restored
     resnet.eval()
     assert all(p.grad is None for p in resnet.parameters())  # only dScore/dA was computed
@@ -110,7 +111,7 @@ def test_frozen_model_still_gets_maps():
     model = SmallCNN(widths=(8, 16), hidden=0).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    maps = gradcam.grad_cam(model, model.features[-1], torch.randn(2, 1, 32, 32), 1)
+    maps = explain.grad_cam(model, model.features[-1], torch.randn(2, 1, 32, 32), 1)
     assert maps.shape == (2, 32, 32) and maps.max() > 0.99
 
 
@@ -129,13 +130,13 @@ def test_thousand_calls_do_not_leak(one_thread):
     layer = model.features[-1]
     x = torch.randn(2, 1, 16, 16)
     for _ in range(20):  # warm up caches and lazy initialisations
-        gradcam.grad_cam(model, layer, x, 1)
+        explain.grad_cam(model, layer, x, 1)
     gc.collect()
     tensors_before = sum(type(o) is torch.Tensor for o in gc.get_objects())
     tracemalloc.start()
     before, _ = tracemalloc.get_traced_memory()
     for i in range(1000):
-        gradcam.grad_cam(model, layer, x, i % 4)
+        explain.grad_cam(model, layer, x, i % 4)
     gc.collect()
     after, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -150,12 +151,12 @@ def test_cam_equals_grad_cam_for_gap_linear_network():
     torch.manual_seed(0)
     model = SmallCNN(widths=(8, 16, 32), hidden=0).eval()
     x = torch.randn(4, 1, 48, 48)
-    layer, fc = model.features[-1], gradcam.classifier_of(model)
+    layer, fc = model.features[-1], explain.classifier_of(model)
     for classes in ([0, 1, 2, 3], [3, 3, 0, 1]):
-        cam = gradcam.class_activation_map(model, layer, fc, x, classes)
-        grad = gradcam.grad_cam(model, layer, x, classes)
+        cam = explain.class_activation_map(model, layer, fc, x, classes)
+        grad = explain.grad_cam(model, layer, x, classes)
         assert (cam - grad).abs().max() < 1e-5
-    with gradcam.GradCAM(model, layer) as g:
+    with explain.GradCAM(model, layer) as g:
         g(x, 2)
         expected = fc.weight[2].detach() / g.activations[0, 0].numel()  # w_k / Z
         assert torch.allclose(g.weights, expected.expand_as(g.weights), atol=1e-6)
@@ -173,8 +174,8 @@ def test_cam_differs_from_grad_cam_with_a_hidden_layer():
     collapsed = nn.Linear(32, 4)
     with torch.no_grad():
         collapsed.weight.copy_(second.weight @ first.weight)
-    cam = gradcam.class_activation_map(model, layer, collapsed, x, 0)
-    grad = gradcam.grad_cam(model, layer, x, 0)
+    cam = explain.class_activation_map(model, layer, collapsed, x, 0)
+    grad = explain.grad_cam(model, layer, x, 0)
     assert (cam - grad).abs().max() > 0.05
 
 
@@ -183,24 +184,24 @@ def test_inplace_change_of_target_output_is_refused():
     model = SmallCNN(widths=(4, 8), hidden=0).eval()
     batch_norm = model.features[-1][1]  # followed by ReLU(inplace=True)
     with pytest.raises(RuntimeError, match="in place"):
-        gradcam.grad_cam(model, batch_norm, torch.randn(1, 1, 16, 16), 0)
+        explain.grad_cam(model, batch_norm, torch.randn(1, 1, 16, 16), 0)
     assert all_hooks(model) == 0
 
 
 def test_target_layers_per_architecture(resnet, lite0):
     cnn = SmallCNN()
-    assert gradcam.default_target_layer(cnn) is cnn.features[-1]
-    assert gradcam.default_target_layer(resnet) is resnet.layer4
-    assert gradcam.default_target_layer(lite0) is lite0.features[-1]
-    assert list(gradcam.layers_by_depth(cnn)) == [f"block {i}" for i in range(1, 6)]
-    cascade = gradcam.randomization_cascade(resnet)
+    assert explain.default_target_layer(cnn) is cnn.features[-1]
+    assert explain.default_target_layer(resnet) is resnet.layer4
+    assert explain.default_target_layer(lite0) is lite0.features[-1]
+    assert list(explain.layers_by_depth(cnn)) == [f"block {i}" for i in range(1, 6)]
+    cascade = explain.randomization_cascade(resnet)
     assert cascade[0][1] is resnet.fc and cascade[1][1] is resnet.layer4
 
 
 def test_rank_correlation():
     a = np.array([[1.0, 2, 3, 4], [1, 1, 1, 1]])
-    assert np.allclose(gradcam.rank_correlation(a, a ** 3), [1.0, 0.0])  # monotone: 1; constant: 0
-    assert np.isclose(gradcam.rank_correlation(a[:1], -a[:1])[0], -1.0)
+    assert np.allclose(explain.rank_correlation(a, a ** 3), [1.0, 0.0])  # monotone: 1; constant: 0
+    assert np.isclose(explain.rank_correlation(a[:1], -a[:1])[0], -1.0)
 
 
 def test_randomization_destroys_maps_of_a_model_and_leaves_it_unchanged():
@@ -208,7 +209,7 @@ def test_randomization_destroys_maps_of_a_model_and_leaves_it_unchanged():
     model = SmallCNN(widths=(8, 16, 32), hidden=0).eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(6, 1, 32, 32)
-    result = gradcam.cascading_randomization(model, x, targets=1)
+    result = explain.cascading_randomization(model, x, targets=1)
     assert result.steps == ["head", "block 3", "block 2", "block 1"]
     assert result.rank_correlation.shape == (4, 6) and len(result.maps) == 5
     # Re-initialising the head changes the weights α: the maps must change.
@@ -225,12 +226,12 @@ def test_overlay_keeps_the_mri_visible():
     image = np.linspace(0, 1, 64 * 64).reshape(64, 64)
     heat = np.zeros((64, 64))
     heat[20:30, 20:30] = 1.0
-    out = gradcam.overlay(image * 7 - 3, heat, alpha=0.6)  # standardised input is rescaled
+    out = explain.overlay(image * 7 - 3, heat, alpha=0.6)  # standardised input is rescaled
     assert out.shape == (64, 64, 3) and out.min() >= 0 and out.max() <= 1
     assert np.allclose(out[0, 0], image[0, 0]) and np.allclose(out[40, 50], image[40, 50])  # map 0: MRI unchanged
     assert not np.allclose(out[25, 25], image[25, 25])  # map 1: coloured
     with pytest.raises(ValueError):
-        gradcam.overlay(image, np.zeros((8, 8)))
+        explain.overlay(image, np.zeros((8, 8)))
 
 
 def test_explorer_callback():
@@ -238,17 +239,17 @@ def test_explorer_callback():
     model = SmallCNN(widths=(8, 16, 32), hidden=0).eval()
     inputs, labels = torch.randn(3, 1, 32, 32), [0, 1, 2]
     classes = ("glioma", "meningioma", "notumor", "pituitary")
-    fig = gradcam.explore(model, inputs, labels, classes, index=1, target="notumor", layer="block 2", alpha=0.3)
+    fig = explore(model, inputs, labels, classes, index=1, target="notumor", layer="block 2", alpha=0.3)
     assert len(fig.axes) == 3
     assert "explaining notumor" in fig.axes[2].get_title()
     assert "block 2 (8×8)" in fig.axes[1].get_title()
     shown = fig.axes[2].images[0].get_array()
     plt.close(fig)
-    fig = gradcam.explore(model, inputs, labels, classes, index=1, target="notumor", layer="block 2", alpha=0.9)
+    fig = explore(model, inputs, labels, classes, index=1, target="notumor", layer="block 2", alpha=0.9)
     assert not np.allclose(shown, fig.axes[2].images[0].get_array())  # opacity acts
     plt.close(fig)
     with pytest.raises(ValueError, match="unknown layer"):
-        gradcam.explore(model, inputs, labels, classes, layer="block 9")
+        explore(model, inputs, labels, classes, layer="block 9")
     with pytest.raises(ValueError, match="unknown target"):
-        gradcam.explore(model, inputs, labels, classes, target="astrocytoma")
+        explore(model, inputs, labels, classes, target="astrocytoma")
     assert all_hooks(model) == 0

@@ -1,4 +1,4 @@
-"""Numerical gradients (course_utils.gradcheck) on cases whose gradient is known exactly."""
+"""Numerical gradients (course_utils.numpy_nn.gradcheck) on cases whose gradient is known exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
+from course_utils.numpy_nn.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
 
 
 def test_numerical_gradient_of_a_quadratic_and_x_is_restored():

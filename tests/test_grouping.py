@@ -15,7 +15,10 @@ import torch
 from PIL import Image
 from test_audit import phantom
 
-from course_utils import audit, data, grouping, metrics
+from course_utils import data
+from course_utils.data import audit
+from course_utils.data import grouping
+from course_utils.training import metrics
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(

@@ -8,15 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from course_utils.init_viz import (
-    deep_mlp,
-    distinct_units,
-    explore_init,
-    layer_statistics,
-    plot_layer_histograms,
-    plot_std_per_layer,
-)
-from course_utils.nn_numpy import softmax_cross_entropy
+from course_utils.widgets.initialization import (deep_mlp, distinct_units, explore_init, layer_statistics,
+                                                 plot_layer_histograms, plot_std_per_layer)
+from course_utils.numpy_nn.layers import softmax_cross_entropy
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from course_utils.metrics import confusion_matrix, per_class_report, roc_auc_ovr, safe_divide
+from course_utils.training.metrics import confusion_matrix, per_class_report, roc_auc_ovr, safe_divide
 
 # 3 classes; class "c" occurs once and is never predicted.
 #            predicted a  b  c
@@ -97,7 +97,7 @@ def test_plot_confusion_matrix_writes_counts_and_row_percentages():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from course_utils.plots import plot_confusion_matrix
+    from course_utils.widgets.plots import plot_confusion_matrix
 
     fig = plot_confusion_matrix(CM, ("a", "b", "c"))
     texts = [t.get_text() for t in fig.axes[0].texts]

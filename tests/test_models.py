@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from course_utils.models import SmallCNN, conv_block, count_parameters, feature_maps, receptive_field
-from course_utils.plots import plot_feature_maps, show_predictions
+from course_utils.widgets.plots import plot_feature_maps, show_predictions
 
 
 def test_small_cnn_shapes_and_any_input_size():

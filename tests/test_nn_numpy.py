@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import nn_numpy as nn
-from course_utils.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
-from course_utils.optim_numpy import Adam
+from course_utils.numpy_nn import layers as nn
+from course_utils.numpy_nn.gradcheck import numerical_gradient, numerical_gradient_array, rel_error
+from course_utils.numpy_nn.optim import Adam
 
 TOL = 1e-6
 

@@ -3,18 +3,10 @@
 import numpy as np
 import pytest
 
-from course_utils.nn_numpy import mlp
-from course_utils.numpy_train import (
-    EarlyStopping,
-    Standardizer,
-    evaluate,
-    fit,
-    flip_horizontal,
-    get_weights,
-    minibatches,
-    set_weights,
-)
-from course_utils.optim_numpy import Adam
+from course_utils.numpy_nn.layers import mlp
+from course_utils.numpy_nn.train import (EarlyStopping, Standardizer, evaluate, fit, flip_horizontal,
+                                         get_weights, minibatches, set_weights)
+from course_utils.numpy_nn.optim import Adam
 
 
 def blobs(n: int = 120, d: int = 6, seed: int = 0, noise: float = 1.0):
@@ -161,7 +153,7 @@ def test_plot_sweep_draws_the_selected_run_and_rejects_unknown_values():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from course_utils.numpy_train import History, plot_sweep
+    from course_utils.numpy_nn.train import History, plot_sweep
 
     runs = {p: History(train_loss=[1.0, 0.5], val_loss=[1.5, 0.9 + p], train_acc=[0.5, 0.9],
                        val_acc=[0.4, 0.8 - p]) for p in (0.0, 0.5)}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import nn_numpy as nn
-from course_utils.optim_numpy import SGD, Adam, Momentum, RMSProp
+from course_utils.numpy_nn import layers as nn
+from course_utils.numpy_nn.optim import SGD, Adam, Momentum, RMSProp
 
 STEPS = 20
 

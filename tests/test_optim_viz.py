@@ -8,9 +8,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course_utils.gradcheck import numerical_gradient, rel_error
-from course_utils.optim_viz import (REGRESSION_START, LinearRegression2D, optimize_path,
-                                    optimizer_paths_figure, rosenbrock, rosenbrock_grad)
+from course_utils.numpy_nn.gradcheck import numerical_gradient, rel_error
+from course_utils.widgets.optimizer_paths import (REGRESSION_START, LinearRegression2D, optimize_path,
+                                                  optimizer_paths_figure, rosenbrock, rosenbrock_grad)
 
 
 def test_gradients_match_numerical_gradients():

@@ -1,4 +1,4 @@
-"""Tests of course_utils.pretrained: offline ImageNet weights, torchvision's cache, features."""
+"""Tests of course_utils.models.pretrained: offline ImageNet weights, torchvision's cache, features."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import pretrained as P
+from course_utils.models import pretrained as P
+from course_utils.training import ModelCard, features, load_model, predict, save_checkpoint
 
 ESPRESSO, CUP = 967, 968
 
@@ -161,22 +162,22 @@ def test_extract_features_and_cache(tmp_path, monkeypatch):
     loader = torch.utils.data.DataLoader(_Dataset(x, y), batch_size=4)
     backbone = nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
     backbone.train()
-    feats, labels = P.extract_features(backbone, loader, "cpu", progress=False)
+    feats, labels = features.extract_features(backbone, loader, "cpu", progress=False)
     assert feats.shape == (10, 5) and torch.equal(labels, y)
     assert backbone.training  # mode restored
     with torch.no_grad():
         assert torch.allclose(feats, backbone.eval()(x), atol=1e-6)  # computed in eval mode
 
-    path = P.feature_cache_path("toy", 8, "train")
+    path = features.feature_cache_path("toy", 8, "train")
     assert path == tmp_path / "cache" / "features" / "toy-8px-train.pt"
-    first = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    first = features.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
     assert path.is_file() and torch.allclose(first[0], feats)
     stamp = path.stat().st_mtime_ns
-    again = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    again = features.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
     assert path.stat().st_mtime_ns == stamp and torch.equal(again[0], first[0])  # read, not recomputed
     with torch.no_grad():
         backbone[0].weight.add_(1.0)  # new weights -> the stale cache is replaced
-    changed = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    changed = features.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
     assert not torch.allclose(changed[0], first[0])
 
 
@@ -187,13 +188,13 @@ def test_a_damaged_feature_cache_is_rebuilt(tmp_path, monkeypatch, capsys, damag
     x, y = torch.randn(10, 3, 8, 8), torch.arange(10) % 4
     loader = torch.utils.data.DataLoader(_Dataset(x, y), batch_size=4)
     backbone = nn.Sequential(nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-    first = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
-    path = P.feature_cache_path("toy", 8, "train")
+    first = features.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    path = features.feature_cache_path("toy", 8, "train")
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:100])
     else:
         torch.save([1, 2] if damage == "a list" else {"features": first[0]}, path)
-    again = P.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
+    again = features.cached_features(backbone, loader, "cpu", model_name="toy", size=8, split="train", progress=False)
     assert torch.equal(again[0], first[0])
     assert f"Rebuilding the feature cache {path.name}" in capsys.readouterr().out
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
@@ -219,21 +220,33 @@ def test_predict_with_flips_averages_image_and_mirror():
     model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
     x, y = torch.randn(5, 2, 3, 3), torch.arange(5) % 4
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=2)
-    probs, labels = P.predict_with_flips(model, loader, "cpu")
+    probs, labels = predict(model, loader, "cpu", flips=True)
     with torch.no_grad():
         expected = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
     assert torch.allclose(torch.from_numpy(probs), expected, atol=1e-6) and (labels == y.numpy()).all()
 
 
-def test_load_finetuned_rebuilds_the_saved_model(tmp_path):
-    from course_utils.train import save_checkpoint
-
+def test_load_model_rebuilds_a_backbone_from_its_card_alone(tmp_path):
     torch.manual_seed(0)
     model = P.build_backbone("resnet18", n_classes=4).eval()
+    card = ModelCard(architecture="resnet18", config={"n_classes": 4}, size=32, channels=3, mean=0.5, std=0.25)
     path = tmp_path / "model.pt"
-    save_checkpoint(path, model, metric="val_loss", value=0.1, meta={"name": "resnet18", "n_classes": 4, "size": 32})
-    loaded, meta = P.load_finetuned(path)
+    save_checkpoint(path, model, metric="val_loss", value=0.1, card=card)
+    loaded, loaded_card = load_model(path)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    assert meta["size"] == 32 and not loaded.training
+    assert loaded_card == card and not loaded.training
+
+
+def test_load_model_reads_a_checkpoint_saved_before_model_cards(tmp_path):
+    torch.manual_seed(0)
+    model = P.build_backbone("resnet18", n_classes=4).eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, metric="val_loss", value=0.1,
+                    meta={"name": "resnet18", "n_classes": 4, "size": 32, "flip_average": True, "test_acc": 0.9})
+    loaded, card = load_model(path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert (card.architecture, card.size, card.flips, card.extra) == ("resnet18", 32, True, {"test_acc": 0.9})

@@ -121,7 +121,7 @@ def test_setup_takes_the_course_seed_unless_given_one(monkeypatch, capsys):
 
 
 def test_other_seeds_keep_their_own_checkpoints(tmp_path, monkeypatch):
-    from course_utils.train import checkpoint_dir
+    from course_utils.training import checkpoint_dir
 
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
     assert checkpoint_dir("full") == tmp_path / "full"

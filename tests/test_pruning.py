@@ -11,11 +11,12 @@ from torch import nn
 
 from course_utils.data import ImageSet, MRIDataset, make_loader
 from course_utils.models import SmallCNN
-from course_utils.pruning import (apply_masks, channel_scores, csr_bytes, fine_tune, iterative_schedule,
-                                  kept_channels, keep_masks_applied, magnitude_masks, measure_latency,
-                                  median_time_ms, model_size_bytes, prunable_weights, prune_channels,
-                                  prune_iteratively, prune_one_shot, shrink_channels, silence_channels,
-                                  sparsity_report)
+from course_utils.training.pruning import (apply_masks, channel_scores, csr_bytes, fine_tune,
+                                           iterative_schedule, kept_channels, keep_masks_applied,
+                                           magnitude_masks, measure_latency, median_time_ms,
+                                           model_size_bytes, prunable_weights, prune_channels,
+                                           prune_iteratively, prune_one_shot, shrink_channels,
+                                           silence_channels, sparsity_report)
 
 
 def tiny_cnn(seed: int = 0, widths=(4, 6, 8), hidden: int = 5) -> SmallCNN:

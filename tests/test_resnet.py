@@ -1,4 +1,4 @@
-"""Residual and plain blocks and networks (course_utils.resnet)."""
+"""Residual and plain blocks and networks (course_utils.models.resnet)."""
 
 import math
 
@@ -6,16 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.resnet import (
-    BasicBlock,
-    PlainBlock,
-    PlainNet,
-    SmallResNet,
-    count_parameters,
-    layer_gradient_norms,
-    main_path_convs,
-    recalibrate_batch_norm,
-)
+from course_utils.models import count_parameters
+from course_utils.models.resnet import (BasicBlock, PlainBlock, PlainNet, SmallResNet,
+                                        layer_gradient_norms, main_path_convs, recalibrate_batch_norm)
 
 
 def test_identity_block_keeps_shape_and_adds_its_input():

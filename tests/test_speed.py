@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import course_utils.train as train_mod
+import course_utils.training.loop as train_mod
 from course_utils import benchmarks, profiles, speed
 from course_utils.lessons import LESSON_DIR, read_lesson
 from course_utils.models import LESSON08_CNN
@@ -40,7 +40,7 @@ def openmp_settings(code: str, **env: str) -> tuple[dict[str, str], str]:
 def test_importing_the_course_on_a_busy_computer_makes_the_threads_sleep():
     # The busy processes run before the fresh Python starts: `auto` sees them when it is imported.
     with benchmarks.busy_processes(2, seconds=120):
-        settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
+        settings, out = openmp_settings("import course_utils.training.loop\nfrom course_utils.profiles import setup\n"
                                         "setup(threads=2)")
     assert settings == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}
     assert "OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE): other programs kept" in out
@@ -93,7 +93,7 @@ def test_without_the_course_pytorch_spins():
 ])
 def test_learners_can_override_the_policy(env, expected):
     with benchmarks.busy_processes(1, seconds=120):  # busy or not: a value set by hand wins
-        settings, out = openmp_settings("import course_utils.train\nfrom course_utils.profiles import setup\n"
+        settings, out = openmp_settings("import course_utils.training.loop\nfrom course_utils.profiles import setup\n"
                                         "setup(threads=2)", **env)
     assert expected.items() <= settings.items()
     assert "Note:" not in out
@@ -162,12 +162,12 @@ def test_the_slow_note_suggests_a_restart_only_when_the_threads_spin(monkeypatch
 
 TRAIN_AND_HASH = """
 import hashlib
-import course_utils.train
+import course_utils.training.loop
 import torch
 from torch import nn
 from course_utils.models import LESSON08_CNN, SmallCNN
 from course_utils.profiles import setup
-from course_utils.train import train_one_epoch
+from course_utils.training.loop import train_one_epoch
 setup(seed=0, threads=2, verbose=False)
 g = torch.Generator().manual_seed(0)
 data = [(torch.randn(32, 1, 48, 48, generator=g), torch.randint(0, 4, (32,), generator=g)) for _ in range(4)]

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-import course_utils.train as train_mod
-from course_utils.train import (History, checkpoint_dir, evaluate, fit, last_state_path, load_checkpoint,
-                                predict, read_checkpoint, save_checkpoint)
+import course_utils.training.loop as train_mod
+from course_utils.training import (History, checkpoint_dir, evaluate, fit, last_state_path, load_checkpoint,
+                                   predict, read_checkpoint, save_checkpoint)
 
 
 def make_data(n: int = 96, seed: int = 0) -> torch.utils.data.TensorDataset:
@@ -189,7 +189,7 @@ def test_plot_history_marks_the_best_epoch():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from course_utils.plots import plot_history
+    from course_utils.widgets.plots import plot_history
 
     h = History(train_loss=[1, .5, .4], train_acc=[.5, .7, .8], val_loss=[1, .6, .7], val_acc=[.5, .7, .6],
                 lr=[1e-3, 1e-3, 1e-4], seconds=[1, 1, 1], best_epoch=2)

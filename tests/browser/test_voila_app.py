@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import pytest
 
 from course_utils import app
-from course_utils.data import DatasetNotFoundError, locate_dataset
+from course_utils.data import CLASSES, DatasetNotFoundError, locate_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -165,7 +165,7 @@ def test_app_in_the_browser(page, tmp_path):
     page.wait_for_function("() => document.querySelectorAll('img.mri-app-overlay').length > 0")
     assert shows_result(page), page.evaluate(IMAGES)
     probs = probabilities(page)
-    assert sorted(probs) == sorted(app.CLASSES) and abs(sum(probs.values()) - 100) < 0.5
+    assert sorted(probs) == sorted(CLASSES) and abs(sum(probs.values()) - 100) < 0.5
 
     # 2. another slice, then another model
     other = items[-1]

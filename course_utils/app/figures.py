@@ -1,0 +1,97 @@
+"""The app's figures, drawn with matplotlib's object API (no pyplot state, so widget
+callbacks never leak figures)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from ..explain.overlays import overlay
+from .analysis import Analysis
+
+
+# ------------------------------------------------------------------------------------------
+# Figures (matplotlib's object API: no global pyplot state)
+# ------------------------------------------------------------------------------------------
+
+
+def _draw_probabilities(ax, analysis: Analysis) -> None:
+    k = len(analysis.classes)
+    colours = ["tab:orange" if i == analysis.top else "tab:blue" for i in range(k)]
+    bars = ax.barh(range(k), analysis.probabilities, color=colours)
+    ax.set_yticks(range(k), analysis.classes)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.18)
+    ax.set_xlabel("softmax probability (not a calibrated certainty)", fontsize=8)
+    for bar, p in zip(bars, analysis.probabilities):
+        ax.text(bar.get_width() + 0.02, bar.get_y() + bar.get_height() / 2, f"{p:.1%}", va="center", fontsize=9)
+    ax.set_title(f"model of lesson {analysis.lesson}", fontsize=10)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _draw_image(ax, analysis: Analysis, alpha: float | None) -> None:
+
+    if alpha is None:
+        ax.imshow(analysis.pixels, cmap="gray", vmin=0, vmax=255)
+        truth = f"\nfolder: {analysis.true_label}" if analysis.true_label else "\nclass unknown (upload)"
+        ax.set_title(f"input, {analysis.pixels.shape[-1]} px{truth}", fontsize=9)
+    else:
+        ax.imshow(overlay(analysis.pixels.astype(np.float32), analysis.cam, alpha))
+        ax.set_title(f"Grad-CAM for {analysis.top_class}\n({analysis.probabilities[analysis.top]:.1%})", fontsize=9)
+    ax.axis("off")
+
+
+def result_figure(analysis: Analysis, alpha: float = 0.5):
+    """Input, Grad-CAM overlay and probabilities side by side (the lesson's static figure)."""
+    from matplotlib.figure import Figure  # here: only when drawing
+
+    fig = Figure(figsize=(10, 3.4))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.5]})
+    _draw_image(axes[0], analysis, None)
+    _draw_image(axes[1], analysis, alpha)
+    _draw_probabilities(axes[2], analysis)
+    fig.suptitle(f"{analysis.source} (course demo, not a diagnosis)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def probability_figure(analysis: Analysis):
+    """The class probabilities as a horizontal bar chart, the top class highlighted."""
+    from matplotlib.figure import Figure  # here: only when drawing
+
+    fig = Figure(figsize=(4.6, 2.6))
+    _draw_probabilities(fig.subplots(), analysis)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_figure(analysis: Analysis, alpha: float = 0.5):
+    """The input as the model sees it and its Grad-CAM overlay for the top class."""
+    from matplotlib.figure import Figure  # here: only when drawing
+
+    fig = Figure(figsize=(5.0, 2.8))
+    axes = fig.subplots(1, 2)
+    _draw_image(axes[0], analysis, None)
+    _draw_image(axes[1], analysis, alpha)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig, dpi: int = 96) -> bytes:
+    """A figure as PNG bytes (for ``ipywidgets.Image``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08)
+    return buffer.getvalue()
+
+
+def show_figure(fig, dpi: int = 96) -> None:
+    """Display a figure made with the object API in a notebook, as a PNG.
+
+    Such figures are not known to pyplot, and whether ``display(fig)`` draws them depends on
+    whether pyplot's inline backend has been started yet; a PNG displays the same everywhere.
+    """
+    from IPython.display import Image as PNG, display  # here: only in a notebook
+
+    display(PNG(data=figure_png(fig, dpi)))

@@ -1,0 +1,274 @@
+"""The lesson-15 app: pick or upload an MRI slice, pick a trained model, see what it says.
+
+The app is a thin layer of widgets over plain functions, each of which a unit test calls:
+
+* ``decode_upload(payload, name)``: the bytes of an uploaded file → an 8-bit grayscale
+  image, or an ``UploadError`` whose message says what is wrong (empty file, not an image,
+  too many pixels, truncated...). The pixel count is read from the file's header and checked
+  *before* the pixels are decoded, so a small file that claims to be a 20000 × 20000 image
+  (a "decompression bomb") is refused without filling the memory.
+* ``prepare(trained, image)``: the image → exactly the input the model was trained on, by the
+  same functions that built the training cache (``square_resize``, then the checkpoint's own
+  normalisation through ``TrainedModel.inputs``).
+* ``predict_probabilities`` and ``grad_cam_map``: the model's softmax output, scored as the
+  lesson that trained it scored (flip averaging if it chose it), and the Grad-CAM map of
+  the top class at the usual target layer (lesson 12).
+* ``analyse`` bundles both; ``result_figure``, ``probability_figure`` and
+  ``overlay_figure`` draw the result with matplotlib's object API (no pyplot state, so
+  widget callbacks never leak figures).
+* ``build_app()`` wires them to widgets: a gallery of official Testing slices, a file
+  upload, a model menu (a missing checkpoint shows which lesson makes it, and the other
+  models keep working), the probabilities and the overlay.
+
+The same app runs inside JupyterLab and, with Voilà, as a standalone web page:
+``python -m course_utils.app serve`` extracts the lesson's cells tagged ``app`` into a
+small notebook and serves it (``course_utils.app.serve``).
+
+A course demo, not a diagnostic tool: the models saw one public dataset of 2-D slices, the
+probabilities are not calibrated certainties, and a heat map is not a segmentation.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+
+from PIL import Image
+
+from ..data.images import ImageLoadError
+from ..data.source import DatasetNotFoundError, locate_dataset
+from ..files import CourseFileError
+from ..profiles import current_profile
+from ..training.checkpoints import CheckpointMissingError, checkpoint_path
+from ..training.inference import TrainedModel, load_lesson_model
+from .analysis import Analysis, analyse
+from .figures import figure_png, overlay_figure, probability_figure
+from .gallery import GalleryItem, gallery, load_gallery_image
+from .upload import UploadError, decode_upload
+
+
+# The models the app offers, in course order, and what each one is.
+MODEL_NAMES: dict[str, str] = {
+    "08": "lesson 08: small CNN, trained from scratch",
+    "10": "lesson 10: EfficientNet-Lite0, transfer learning",
+    "11": "lesson 11: EfficientNet-Lite0, fine-tuned",
+}
+PREFERRED = ("11", "10", "08")  # the default model: the first of these that exists
+
+DISCLAIMER = ("A course demo, not a diagnostic tool. The models learned from one public dataset of "
+              "2-D slices; their probabilities are softmax outputs, not calibrated certainties "
+              "(lesson 13), and the heat map shows what raised the top score, not where a tumour is "
+              "(lesson 12). Never use it to make a decision about a person.")
+
+
+# ------------------------------------------------------------------------------------------
+# Models: which exist, loaded once each
+# ------------------------------------------------------------------------------------------
+
+
+def available_models(lessons: Sequence[str] = tuple(MODEL_NAMES), profile: str | None = None) -> dict[str, bool]:
+    """For each lesson, whether its checkpoint exists in ``profile`` (nothing is loaded)."""
+    profile = profile or current_profile()
+    return {lesson: checkpoint_path(lesson, profile).is_file() for lesson in lessons}
+
+
+class ModelShelf:
+    """Loads each lesson's model on first use and keeps it; never trains anything.
+
+    A missing checkpoint raises ``CheckpointMissingError`` (naming the lesson that makes it)
+    every time it is asked for, so the model can appear later without restarting.
+    """
+
+    def __init__(self, profile: str | None = None, loader: Callable[..., TrainedModel] = load_lesson_model):
+        self.profile = profile or current_profile()
+        self.loader = loader
+        self.loaded: dict[str, TrainedModel] = {}
+
+    def get(self, lesson: str) -> TrainedModel:
+        if lesson not in self.loaded:
+            self.loaded[lesson] = self.loader(lesson, self.profile)
+        return self.loaded[lesson]
+
+
+# ------------------------------------------------------------------------------------------
+# The widget app
+# ------------------------------------------------------------------------------------------
+
+
+def _message(text: str, kind: str) -> str:
+    colours = {"error": ("#fdecea", "#b71c1c"), "info": ("#e8f4fd", "#0d47a1"), "ok": ("#edf7ed", "#1b5e20")}
+    background, colour = colours[kind]
+    return (f'<div class="mri-app-{kind}" style="background:{background};color:{colour};padding:6px 10px;'
+            f'border-radius:4px;white-space:pre-wrap;font-family:inherit">{html.escape(text)}</div>')
+
+
+def probability_table(analysis: Analysis) -> str:
+    """The probabilities as a small HTML table (readable text next to the chart)."""
+    bold = ' style="font-weight:bold"'
+    rows = "".join(
+        f"<tr{bold if k == analysis.top else ''}><td>{html.escape(c)}</td>"
+        f'<td style="text-align:right;padding-left:1em">{p:.1%}</td></tr>'
+        for k, (c, p) in enumerate(zip(analysis.classes, analysis.probabilities)))
+    return f'<table class="mri-app-probabilities" style="line-height:1.3">{rows}</table>'
+
+
+class ClassifierApp:
+    """The app's state and callbacks; ``container`` is the widget to display.
+
+    Every callback catches the errors a learner can cause (a bad file, a missing model) and
+    shows them in the status line, so the app keeps working; anything unexpected is shown
+    too, with its type, rather than lost in a log.
+    """
+
+    def __init__(self, lessons: Sequence[str] = tuple(MODEL_NAMES), items: Sequence[GalleryItem] | None = None,
+                 profile: str | None = None, loader: Callable[..., TrainedModel] = load_lesson_model,
+                 per_class: int = 3, alpha: float = 0.5):
+        import ipywidgets as w  # here: only when the app is built
+
+        self.shelf = ModelShelf(profile, loader)
+        self.alpha = alpha
+        self.image: Image.Image | None = None
+        self.source = ""
+        self.true_label: str | None = None
+        self.analysis: Analysis | None = None
+        self.dataset_message = ""
+        if items is None:
+            try:
+                root = locate_dataset()
+                items = [i for i in gallery(per_class) if (root / i.relpath).is_file()]
+            except DatasetNotFoundError as error:
+                items, self.dataset_message = [], str(error)
+        self.items = {item.relpath: item for item in items}
+
+        exists = available_models(lessons, self.shelf.profile)
+        options = [(MODEL_NAMES.get(l, f"lesson {l}") + ("" if exists[l] else f" (not trained yet: run lesson {l})"), l)
+                   for l in lessons]
+        default = next((l for l in PREFERRED if exists.get(l)), lessons[0] if lessons else None)
+
+        self.header = w.HTML(f"<h3>Brain MRI classifier (course demo)</h3>{_message(DISCLAIMER, 'info')}")
+        self.model_menu = w.Dropdown(options=options, value=default, description="Model",
+                                     layout=w.Layout(width="480px"), style={"description_width": "70px"})
+        self.gallery_menu = w.Dropdown(options=[(i.title, i.relpath) for i in items], value=None,
+                                       description="Test slice", layout=w.Layout(width="480px"),
+                                       style={"description_width": "70px"})
+        # No icon: it is a Font Awesome glyph, a font that an offline page may not be able to load.
+        self.upload = w.FileUpload(accept="", multiple=False, description="Upload an image", icon="",
+                                   layout=w.Layout(width="auto"))
+        self.status = w.HTML()
+        self.chart = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain"))
+        self.overlay = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain"))
+        self.table = w.HTML()
+        for widget, name in ((self.status, "status"), (self.chart, "chart"), (self.overlay, "overlay"),
+                             (self.table, "table"), (self.upload, "upload"), (self.model_menu, "model"),
+                             (self.gallery_menu, "gallery")):
+            widget.add_class(f"mri-app-{name}")
+        self.container = w.VBox([
+            self.header,
+            self.model_menu,
+            w.HBox([self.gallery_menu, w.HTML("&nbsp;or&nbsp;"), self.upload]),
+            self.status,
+            w.HBox([self.overlay, w.VBox([self.chart, self.table])], layout=w.Layout(align_items="flex-start")),
+        ])
+        self.container.add_class("mri-app")
+
+        self.model_menu.observe(lambda change: self.refresh(), names="value")
+        self.gallery_menu.observe(self._on_gallery, names="value")
+        self.upload.observe(self._on_upload, names="value")
+
+        if self.dataset_message:
+            self.show(f"No gallery: {self.dataset_message}\nUploading an image still works.", "error")
+        elif items:
+            self.gallery_menu.value = items[0].relpath  # analyses the first slice
+        else:
+            self.show("Choose a test slice or upload an image.", "info")
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _on_gallery(self, change) -> None:
+        if change["new"] is not None:
+            self.choose_gallery(change["new"])
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        entry = files[0]
+        self.handle_upload(entry["content"], entry.get("name") or "the file")
+        self.upload.value = ()  # the same file can be uploaded again
+
+    def choose_gallery(self, relpath: str) -> None:
+        """Show a gallery slice (by its path in the dataset folder)."""
+        item = self.items[relpath]
+        try:
+            image = load_gallery_image(item)
+        except (ImageLoadError, DatasetNotFoundError) as error:
+            self.clear_result()
+            self.show(str(error), "error")
+            return
+        self.set_image(image, item.title, item.label)
+
+    def handle_upload(self, payload: bytes | memoryview, name: str) -> None:
+        """Decode an uploaded file and show it, or explain why it cannot be used."""
+        self.gallery_menu.value = None  # no gallery slice is selected now (re-selecting one works)
+        try:
+            image = decode_upload(payload, repr(name))
+        except UploadError as error:
+            self.image = None
+            self.clear_result()
+            self.show(str(error), "error")
+            return
+        self.set_image(image, f"upload {name}", None)
+
+    def set_image(self, image: Image.Image, source: str, true_label: str | None) -> None:
+        self.image, self.source, self.true_label = image, source, true_label
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Analyse the current image with the chosen model and redraw."""
+        lesson = self.model_menu.value
+        if self.image is None:
+            return
+        if lesson is None:
+            self.show("No model to choose: run lesson 08, 10 or 11 first.", "error")
+            return
+        self.show(f"Analysing {self.source} with the model of lesson {lesson}...", "info")
+        try:
+            trained = self.shelf.get(lesson)
+            self.analysis = analyse(trained, self.image, self.source, self.true_label)
+        except (CheckpointMissingError, CourseFileError, ImageLoadError) as error:
+            self.clear_result()
+            self.show(f"{error}\nThe other models still work: choose one above.", "error")
+            return
+        except Exception as error:  # shown, not swallowed: the app must keep answering
+            self.clear_result()
+            self.show(f"Unexpected error ({type(error).__name__}): {error}", "error")
+            return
+        self.chart.value = figure_png(probability_figure(self.analysis))
+        self.overlay.value = figure_png(overlay_figure(self.analysis, self.alpha))
+        self.chart.layout.display = self.overlay.layout.display = None
+        self.table.value = probability_table(self.analysis)
+        truth = f" (folder: {self.true_label})" if self.true_label else ""
+        self.show(f"{self.source}{truth}: the lesson-{lesson} model's top class is {self.analysis.top_class} "
+                  f"({self.analysis.probabilities[self.analysis.top]:.1%}).", "ok")
+
+    def clear_result(self) -> None:
+        self.analysis = None
+        self.chart.layout.display = self.overlay.layout.display = "none"
+        self.chart.value = self.overlay.value = b""
+        self.table.value = ""
+
+    def show(self, text: str, kind: str) -> None:
+        self.status.value = _message(text, kind)
+
+
+def build_app(lessons: Sequence[str] = tuple(MODEL_NAMES), items: Sequence[GalleryItem] | None = None,
+              profile: str | None = None, per_class: int = 3, alpha: float = 0.5):
+    """The whole app as one widget (display it in a notebook, or serve it with Voilà).
+
+    ``lessons``: the models offered; ``items``: the gallery (default ``per_class`` Testing
+    slices per class); ``profile``: whose checkpoints (default: ``COURSE_PROFILE``).
+    The returned ``VBox`` keeps its controller in ``.app`` (for tests and exercises).
+    """
+    app = ClassifierApp(lessons, items, profile, per_class=per_class, alpha=alpha)
+    app.container.app = app
+    return app.container
