@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def openmp_settings(code: str, **env: str) -> tuple[dict[str, str], str]:
     """Run ``code`` in a fresh Python; return the wait settings the OpenMP runtime started with
     (it prints them when ``OMP_DISPLAY_ENV`` is set) and what the code printed."""
-    clean = {k: v for k, v in os.environ.items() if k not in profiles.OPENMP_VARIABLES + (profiles.OMP_WAIT_VARIABLE,)}
+    # The thread settings of the test run itself (`make unit` gives each worker one thread) must
+    # not reach the fresh Python: `auto` only looks at the computer when training uses two threads.
+    inherited = profiles.OPENMP_VARIABLES + (profiles.OMP_WAIT_VARIABLE, "COURSE_THREADS", "OMP_NUM_THREADS")
+    clean = {k: v for k, v in os.environ.items() if k not in inherited}
     clean |= {"OMP_DISPLAY_ENV": "VERBOSE", "PYTHONPATH": str(ROOT)} | env
     out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
