@@ -177,3 +177,115 @@ def group_accuracy(y_true, y_pred, groups) -> tuple[float, int]:
     _, group_index, size = np.unique(groups, return_inverse=True, return_counts=True)
     weights = 1.0 / size[group_index]
     return float(np.sum(weights * (y_true == y_pred)) / len(size)), int(len(size))
+
+
+# --------------------------------------------------------------------------------------
+# Screening: one class against all the others, at a threshold
+# --------------------------------------------------------------------------------------
+
+
+def screening_score(probs, negative_class: int) -> np.ndarray:
+    """The probability of "anything but ``negative_class``": ``1 - probs[:, negative_class]``.
+
+    For the four-class MRI model with ``negative_class`` = *notumor* this is P(tumour): the
+    three tumour classes' probabilities added up, so a slice the model hesitates between
+    glioma and meningioma still counts fully as "tumour".
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or not 0 <= negative_class < probs.shape[1]:
+        raise ValueError(f"probs must be (N, C) with 0 <= negative_class < C; got shape {probs.shape} "
+                         f"and negative_class {negative_class}")
+    return 1.0 - probs[:, negative_class]
+
+
+@dataclass
+class Screening:
+    """Sensitivity and specificity of "score >= threshold means positive", with counts.
+
+    ``tp``: positives called positive; ``fn``: positives missed; ``tn``: negatives called
+    negative; ``fp``: negatives called positive (false alarms). The intervals are 95 % Wilson
+    intervals (``wilson_interval``), which assume independent images.
+    """
+
+    threshold: float
+    tp: int
+    fn: int
+    tn: int
+    fp: int
+
+    @property
+    def n_positive(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def n_negative(self) -> int:
+        return self.tn + self.fp
+
+    @property
+    def sensitivity(self) -> float:
+        return self.tp / self.n_positive
+
+    @property
+    def specificity(self) -> float:
+        return self.tn / self.n_negative
+
+    @property
+    def sensitivity_ci(self) -> tuple[float, float]:
+        return wilson_interval(self.tp, self.n_positive)
+
+    @property
+    def specificity_ci(self) -> tuple[float, float]:
+        return wilson_interval(self.tn, self.n_negative)
+
+    def __str__(self) -> str:
+        (s_lo, s_hi), (c_lo, c_hi) = self.sensitivity_ci, self.specificity_ci
+        return (f"threshold {self.threshold:.4g}: sensitivity {self.sensitivity:.3f} "
+                f"({self.tp}/{self.n_positive}, 95 % CI {s_lo:.3f}-{s_hi:.3f}), specificity "
+                f"{self.specificity:.3f} ({self.tn}/{self.n_negative}, 95 % CI {c_lo:.3f}-{c_hi:.3f})")
+
+
+def _positives(scores, labels, negative_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` as float64 and whether each label is a positive; both groups must be present."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel()
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels differ in length: {len(scores)} vs {len(labels)}")
+    positive = labels != negative_class
+    if positive.all() or not positive.any():
+        raise ValueError(f"screening needs both positive and negative images (class {negative_class}); "
+                         f"got {int(positive.sum())} positive of {len(labels)}")
+    return scores, positive
+
+
+def binary_screening(probs, labels, negative_class: int, threshold: float) -> Screening:
+    """Screen with a multi-class model: positive = any class but ``negative_class``.
+
+    A slice is called positive when ``screening_score`` (1 - P(negative class)) is at least
+    ``threshold``; a positive slice is one whose true label is not ``negative_class``. Which
+    tumour class the model would name does not matter here: only "tumour or not".
+    """
+    scores, positive = _positives(screening_score(probs, negative_class), labels, negative_class)
+    called = scores >= threshold
+    return Screening(threshold=float(threshold), tp=int((called & positive).sum()), fn=int((~called & positive).sum()),
+                     tn=int((~called & ~positive).sum()), fp=int((called & ~positive).sum()))
+
+
+def threshold_for_sensitivity(probs, labels, negative_class: int, target: float) -> float:
+    """The highest threshold whose sensitivity on ``(probs, labels)`` is at least ``target``.
+
+    With the positives' scores sorted from high to low, a threshold at the k-th highest calls
+    at least k of them positive; k = ceil(target * positives) is the fewest that reach the
+    target, and the highest threshold gives the most specificity. Choose it on validation
+    data: on the test set it would be fitted to the very images it is judged on.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target sensitivity must be in (0, 1], got {target}")
+    scores, positive = _positives(screening_score(probs, negative_class), labels, negative_class)
+    ranked = np.sort(scores[positive])[::-1]
+    k = int(np.ceil(target * len(ranked) - 1e-9))  # - 1e-9: 0.98 * 50 is 49.000000000000004 in floats
+    return float(ranked[max(k, 1) - 1])
+
+
+def screening_table(probs, labels, negative_class: int, thresholds) -> list[Screening]:
+    """``binary_screening`` at each of ``thresholds``: the trade-off, one row per threshold."""
+    return [binary_screening(probs, labels, negative_class, t) for t in thresholds]
