@@ -139,7 +139,7 @@ def test_training_mode_standardises_each_channel_and_eval_mode_does_not_depend_o
 
 
 def test_training_mode_refuses_a_batch_of_one():
-    with pytest.raises(ValueError, match="at least 2 examples"):
+    with pytest.raises(ValueError, match="at least 2 values"):
         nn.BatchNorm1d(3).forward(np.ones((1, 3)))
 
 

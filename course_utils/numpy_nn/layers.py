@@ -8,9 +8,9 @@ Every layer is two functions, in the style of Stanford's CS231n assignments:
   loss with respect to the layer's output) and returns ``dL/dinput`` (and, for layers with
   parameters, ``dL/dparameter``) by the chain rule.
 
-Layer *objects* (``Linear``, ``ReLU``, ``Dropout``, ``BatchNorm1d``, ...) wrap these functions, keep their
-parameters in ``layer.params`` and the latest gradients in ``layer.grads``; ``Sequential``
-chains them. Everything works in float64 so that gradient checks can reach 1e-7 and better.
+Layer *objects* (``Linear``, ``ReLU``, ``Dropout``, ``BatchNorm1d``, ...) wrap these functions,
+keep their parameters in ``layer.params`` and the latest gradients in ``layer.grads``;
+``Sequential`` chains them. Everything works in float64 so that gradient checks can reach 1e-7 and better.
 
 Shapes: a batch is ``(N, D)`` (``N`` examples, ``D`` features); ``Linear`` flattens any
 ``(N, d1, d2, ...)`` input (an image batch, say) to ``(N, d1*d2*...)``; ``BatchNorm2d`` takes
@@ -245,8 +245,8 @@ def batchnorm_forward(x: Array, gamma: Array, beta: Array, running_mean: Array, 
         return gamma * xhat + beta, (xhat, gamma, inv_std, False)
     n = x.shape[0]
     if n < 2:
-        raise ValueError("batch norm in training mode needs at least 2 examples per batch "
-                         f"(got {n}): the variance of one example is 0")
+        raise ValueError("batch norm in training mode needs at least 2 values of each feature in a "
+                         f"batch (got {n}): the variance of one value is 0; use a larger batch")
     mu = x.mean(axis=0)
     var = x.var(axis=0)
     inv_std = 1.0 / np.sqrt(var + eps)
