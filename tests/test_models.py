@@ -1,4 +1,4 @@
-"""SmallCNN, its parameter count and receptive field, feature-map hooks and their plots."""
+"""SmallCNN and VGG blocks, their parameter count and receptive field, feature-map hooks and their plots."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from course_utils.models import SmallCNN, conv_block, count_parameters, feature_maps, receptive_field
+from course_utils.models import SmallCNN, conv_block, count_parameters, feature_maps, receptive_field, vgg_block
 from course_utils.widgets.plots import plot_feature_maps, show_predictions
 
 
@@ -64,6 +65,34 @@ def test_feature_maps_hook_is_removed_and_mode_restored():
 
 def test_conv_block_halves_the_image():
     assert conv_block(1, 8)(torch.zeros(1, 1, 10, 10)).shape == (1, 8, 5, 5)
+
+
+@pytest.mark.parametrize("convs", [1, 2, 3])
+def test_vgg_block_stacks_see_the_field_of_one_large_kernel_with_fewer_weights(convs):
+    """n stacked 3x3 convolutions: receptive field 2n + 1, n*9*C^2 weights, and the gradient of
+    one output pixel reaches exactly a (2n + 1) x (2n + 1) square of the input."""
+    torch.manual_seed(0)
+    c = 4
+    block = vgg_block(c, c, convs).eval()
+    conv_rows = [r for name, r, _ in receptive_field(block) if isinstance(block.get_submodule(name), nn.Conv2d)]
+    assert len(conv_rows) == convs and conv_rows[-1] == 2 * convs + 1
+    weights = sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
+    assert weights == convs * 9 * c * c
+    assert sum(isinstance(m, nn.ReLU) for m in block) == convs
+    x = torch.randn(1, c, 15, 15, requires_grad=True)
+    block[:-1](x)[0, :, 7, 7].sum().backward()          # before the pool: one output position
+    rows, cols = torch.nonzero(x.grad[0].abs().sum(0)).unbind(1)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (2 * convs + 1, 2 * convs + 1)
+
+
+def test_vgg_block_without_batch_norm_is_the_original_and_halves_the_image():
+    block = vgg_block(3, 8, 2, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in block.modules())
+    assert all(m.bias is not None for m in block.modules() if isinstance(m, nn.Conv2d))
+    assert count_parameters(block) == 3 * 8 * 9 + 8 + 8 * 8 * 9 + 8
+    assert block(torch.zeros(2, 3, 10, 10)).shape == (2, 8, 5, 5)
+    with pytest.raises(ValueError, match="at least one convolution"):
+        vgg_block(3, 8, 0)
 
 
 def test_plots_draw_the_expected_panels():

@@ -1,4 +1,4 @@
-"""The small convolutional network of lesson 08.
+"""The small convolutional network of lesson 08, and VGG's block of stacked 3×3 convolutions.
 
 ``SmallCNN`` is the lesson-08 network: a stack of conv-BN-ReLU-pool blocks, a global
 average pool and a small dense head. Each block doubles the channels (up to a cap) and
@@ -31,6 +31,29 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
+
+
+def vgg_block(in_channels: int, out_channels: int, convs: int, batch_norm: bool = True) -> nn.Sequential:
+    """A VGG block (Simonyan & Zisserman 2015): ``convs`` 3×3 convolutions, each followed by
+    a ReLU, then a 2×2 max pool.
+
+    Stacking small kernels is VGG's idea: ``n`` stacked 3×3 convolutions see a
+    ``(2n + 1)``-pixel square, as one ``(2n + 1)``×``(2n + 1)`` kernel would, with ``n·9·C²``
+    instead of ``(2n + 1)²·C²`` weights (``C`` channels in and out) and ``n`` non-linearities
+    instead of one. With ``batch_norm`` (as in ``conv_block``) each convolution drops its bias
+    and gets a batch norm before its ReLU; without it this is the original VGG's block.
+    """
+    if convs < 1:
+        raise ValueError(f"a VGG block needs at least one convolution, got convs={convs}")
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers.append(nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel_size=3,
+                                padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU(inplace=True))
+    layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
 
 
 class SmallCNN(nn.Module):

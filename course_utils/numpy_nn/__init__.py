@@ -1,6 +1,8 @@
-"""The NumPy half of the course (lessons 01 to 07): everything written by hand.
+"""The NumPy half of the course (lessons 01 to 07, and batch norm in 09): everything
+written by hand.
 
-* ``layers``: linear layers, activations, losses, dropout, initialisation, ``Sequential``;
+* ``layers``: linear layers, activations, losses, dropout, batch normalisation, initialisation,
+  ``Sequential``;
 * ``conv``: convolution and pooling, forward and backward;
 * ``optim``: SGD, momentum, RMSProp, Adam;
 * ``gradcheck``: numerical gradients to check the hand-written ones;

@@ -8,12 +8,13 @@ Every layer is two functions, in the style of Stanford's CS231n assignments:
   loss with respect to the layer's output) and returns ``dL/dinput`` (and, for layers with
   parameters, ``dL/dparameter``) by the chain rule.
 
-Layer *objects* (``Linear``, ``ReLU``, ``Dropout``, ...) wrap these functions, keep their
-parameters in ``layer.params`` and the latest gradients in ``layer.grads``; ``Sequential``
-chains them. Everything works in float64 so that gradient checks can reach 1e-7 and better.
+Layer *objects* (``Linear``, ``ReLU``, ``Dropout``, ``BatchNorm1d``, ...) wrap these functions,
+keep their parameters in ``layer.params`` and the latest gradients in ``layer.grads``;
+``Sequential`` chains them. Everything works in float64 so that gradient checks can reach 1e-7 and better.
 
 Shapes: a batch is ``(N, D)`` (``N`` examples, ``D`` features); ``Linear`` flattens any
-``(N, d1, d2, ...)`` input (an image batch, say) to ``(N, d1*d2*...)``.
+``(N, d1, d2, ...)`` input (an image batch, say) to ``(N, d1*d2*...)``; ``BatchNorm2d`` takes
+feature maps ``(N, C, H, W)`` as ``torch.nn.BatchNorm2d`` does.
 """
 
 from __future__ import annotations
@@ -212,6 +213,106 @@ def dropout_backward(dout: Array, cache: Cache) -> Array:
 
 
 # --------------------------------------------------------------------------------------
+# Batch normalisation
+# --------------------------------------------------------------------------------------
+
+
+def batchnorm_forward(x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array,
+                      train: bool, momentum: float = 0.1, eps: float = 1e-5) -> tuple[Array, Cache]:
+    """Batch normalisation of ``x`` ``(N, D)``, feature by feature (Ioffe & Szegedy 2015).
+
+    Training mode standardises each feature with the batch's mean and (biased) variance,
+    then scales and shifts it with the learned ``gamma`` and ``beta`` ``(D,)``:
+
+        mu = mean_n x,   var = mean_n (x - mu)^2,   xhat = (x - mu) / sqrt(var + eps),
+        out = gamma * xhat + beta,
+
+    and updates the running averages *in place*, with PyTorch's momentum convention
+    (``momentum`` is the weight of the new batch, 0.1 by default):
+
+        running_mean <- (1 - momentum) running_mean + momentum mu
+        running_var  <- (1 - momentum) running_var  + momentum var * N / (N - 1).
+
+    As in ``torch.nn.BatchNorm1d``, the running variance takes the *unbiased* batch variance
+    (divided by ``N - 1``) while the normalisation itself uses the biased one (divided by
+    ``N``). (CS231n writes ``momentum`` for the weight of the *old* value, 0.9.) Evaluation
+    mode uses the running averages instead, so every example is transformed by the same
+    fixed affine map whatever its batch-mates.
+    """
+    if not train:
+        inv_std = 1.0 / np.sqrt(running_var + eps)
+        xhat = (x - running_mean) * inv_std
+        return gamma * xhat + beta, (xhat, gamma, inv_std, False)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("batch norm in training mode needs at least 2 values of each feature in a "
+                         f"batch (got {n}): the variance of one value is 0; use a larger batch")
+    mu = x.mean(axis=0)
+    var = x.var(axis=0)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mu) * inv_std
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mu
+    running_var *= 1.0 - momentum
+    running_var += momentum * var * n / (n - 1)
+    return gamma * xhat + beta, (xhat, gamma, inv_std, True)
+
+
+def batchnorm_backward(dout: Array, cache: Cache) -> tuple[Array, Array, Array]:
+    """Gradients ``(dx, dgamma, dbeta)`` of batch norm, in the compact form.
+
+    ``dbeta = sum_n dout`` and ``dgamma = sum_n dout * xhat``, as for any per-feature affine
+    map. For ``dx``, write ``g = dout * gamma`` (the gradient reaching ``xhat``). In
+    training mode every ``xhat_i`` depends on every ``x_j`` of its feature through ``mu`` and
+    ``var``; the chain rule through both collapses to
+
+        dx = (1 / sqrt(var + eps)) * (g - mean_n g - xhat * mean_n (g * xhat)).
+
+    The two subtracted terms are what the mean and the variance contribute: they make ``dx``
+    sum to zero over the batch and be orthogonal to ``xhat`` (shifting or scaling a whole
+    feature does not change the output). In evaluation mode ``mu`` and ``var`` are constants
+    and ``dx = g / sqrt(running_var + eps)``.
+    """
+    xhat, gamma, inv_std, train = cache
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    g = dout * gamma
+    if not train:
+        return g * inv_std, dgamma, dbeta
+    dx = inv_std * (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))
+    return dx, dgamma, dbeta
+
+
+def _channels_last(x: Array) -> Array:
+    """``(N, C, H, W)`` as ``(N*H*W, C)``: one row per position, one column per channel."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _channels_first(rows: Array, shape: tuple[int, ...]) -> Array:
+    """Undo ``_channels_last`` for an array of the given ``(N, C, H, W)`` shape."""
+    n, c, h, w = shape
+    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def spatial_batchnorm_forward(x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array,
+                              train: bool, momentum: float = 0.1, eps: float = 1e-5) -> tuple[Array, Cache]:
+    """Batch norm of feature maps ``(N, C, H, W)`` with one mean and variance per *channel*, over
+    the batch and every position (as ``torch.nn.BatchNorm2d``): a channel is one feature seen at
+    ``N*H*W`` places, so it is ``batchnorm_forward`` on an ``(N*H*W, C)`` matrix. The running
+    variance's unbiased correction uses ``N*H*W - 1``, as PyTorch does."""
+    out, cache = batchnorm_forward(_channels_last(x), gamma, beta, running_mean, running_var,
+                                   train, momentum, eps)
+    return _channels_first(out, x.shape), (cache, x.shape)
+
+
+def spatial_batchnorm_backward(dout: Array, cache: Cache) -> tuple[Array, Array, Array]:
+    """Gradients ``(dx, dgamma, dbeta)`` of ``spatial_batchnorm_forward``, by the same reshape."""
+    inner, shape = cache
+    dx, dgamma, dbeta = batchnorm_backward(_channels_last(dout), inner)
+    return _channels_first(dx, shape), dgamma, dbeta
+
+
+# --------------------------------------------------------------------------------------
 # Initialisation
 # --------------------------------------------------------------------------------------
 
@@ -358,6 +459,43 @@ class Dropout(Layer):
         return f"Dropout(p={self.p})"
 
 
+class BatchNorm1d(Layer):
+    """Batch norm of ``(N, D)`` activations (see ``batchnorm_forward``): ``gamma`` (ones) and
+    ``beta`` (zeros) are parameters; ``running_mean`` (zeros) and ``running_var`` (ones) are
+    statistics, updated in training mode and used in evaluation mode, as in PyTorch."""
+
+    _forward = staticmethod(batchnorm_forward)
+    _backward = staticmethod(batchnorm_backward)
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.momentum, self.eps = num_features, momentum, eps
+        self.params = {"gamma": np.ones(num_features), "beta": np.zeros(num_features)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.running_mean = np.zeros(num_features)
+        self.running_var = np.ones(num_features)
+
+    def forward(self, x: Array) -> Array:
+        out, self.cache = self._forward(x, self.params["gamma"], self.params["beta"], self.running_mean,
+                                        self.running_var, self.training, self.momentum, self.eps)
+        return out
+
+    def backward(self, dout: Array) -> Array:
+        dx, self.grads["gamma"], self.grads["beta"] = self._backward(dout, self.cache)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.num_features}, momentum={self.momentum})"
+
+
+class BatchNorm2d(BatchNorm1d):
+    """Batch norm of ``(N, C, H, W)`` feature maps, one mean and variance per channel
+    (see ``spatial_batchnorm_forward``); ``num_features`` is ``C``."""
+
+    _forward = staticmethod(spatial_batchnorm_forward)
+    _backward = staticmethod(spatial_batchnorm_backward)
+
+
 class Sequential:
     """Layers applied one after the other; ``backward`` runs them in reverse (the chain rule).
 
@@ -390,13 +528,13 @@ class Sequential:
         return sum(v.size for params, _ in self.parameters() for v in params.values())
 
     def train(self) -> "Sequential":
-        """Training mode: dropout drops."""
+        """Training mode: dropout drops, batch norm uses batch statistics and updates its running ones."""
         for layer in self.layers:
             layer.training = True
         return self
 
     def eval(self) -> "Sequential":
-        """Evaluation mode: dropout is the identity."""
+        """Evaluation mode: dropout is the identity, batch norm uses its running statistics."""
         for layer in self.layers:
             layer.training = False
         return self
@@ -413,9 +551,12 @@ class Sequential:
 
 
 def mlp(sizes: list[int] | tuple[int, ...], activation: str = "relu", init: str = "he",
-        rng: np.random.Generator | None = None, dropout: float = 0.0, scale: float = 0.01) -> Sequential:
-    """A multi-layer perceptron ``Linear -> act [-> Dropout] -> ... -> Linear`` (no activation
-    after the last layer: it outputs logits).
+        rng: np.random.Generator | None = None, dropout: float = 0.0, scale: float = 0.01,
+        batch_norm: bool = False) -> Sequential:
+    """A multi-layer perceptron ``Linear [-> BatchNorm1d] -> act [-> Dropout] -> ... -> Linear``
+    (no activation after the last layer: it outputs logits). With ``batch_norm`` every hidden
+    layer's pre-activations are batch-normalised (the linear layer's bias then does nothing
+    that ``beta`` does not: it is kept only to leave ``Linear`` unchanged).
 
     >>> mlp([1024, 512, 128, 4], activation="relu", init="he", rng=np.random.default_rng(0), dropout=0.2)
     """
@@ -424,6 +565,8 @@ def mlp(sizes: list[int] | tuple[int, ...], activation: str = "relu", init: str 
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Linear(fan_in, fan_out, init=init, rng=rng, scale=scale))
         if i < len(sizes) - 2:
+            if batch_norm:
+                layers.append(BatchNorm1d(fan_out))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(Dropout(dropout, rng))
