@@ -19,7 +19,8 @@ from .guard import (ENERGY_KEEP, IMAGE_KEEP, REJECT_MESSAGE, central_range, ener
                     TrainingMatch, Verdict)
 from .analysis import analyse, Analysis, grad_cam_map, one_thread, predict_probabilities, prepare
 from .figures import figure_png, overlay_figure, probability_figure, result_figure, show_figure
-from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, GuardShelf,
+from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, GUARD_VAL_PER_CLASS,
+                 GuardShelf,
                  ModelShelf, notices_html, probability_table)
 from .serve import APP_TAG, LESSON, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
 
@@ -30,5 +31,5 @@ __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimension
            "TrainingMatch", "Verdict", "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
            "figure_png", "overlay_figure", "probability_figure", "result_figure", "show_figure",
            "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",
-           "GuardShelf", "ModelShelf", "notices_html", "probability_table", "APP_TAG", "LESSON", "WEBSOCKET_MAX_BYTES", "app_notebook",
+           "GUARD_VAL_PER_CLASS", "GuardShelf", "ModelShelf", "notices_html", "probability_table", "APP_TAG", "LESSON", "WEBSOCKET_MAX_BYTES", "app_notebook",
            "voila_command", "write_app_notebook"]
