@@ -230,8 +230,8 @@ class TrainingMatch:
     def notice(self) -> str:
         how = "" if self.orientation == "as is" else f" ({self.orientation})"
         return (f"This image is a copy{how} of the training image {self.file} (thumbnail correlation "
-                f"{self.similarity:.3f}). The model saw it while learning, so a right answer here "
-                f"proves nothing about new images.")
+                f"{self.similarity:.3f}). A model trained on it may simply remember it, so a right "
+                f"answer here proves nothing about new images.")
 
 
 class TrainingIndex:
