@@ -3,6 +3,8 @@
 * ``upload``: checking and decoding an uploaded file;
 * ``gallery``: a few slices of the official Testing split;
 * ``analysis``: probabilities and Grad-CAM of one image (through ``training.inference``);
+* ``guard``: "I don't know": an out-of-distribution guard with thresholds chosen on
+  validation images, temperature-scaled probabilities, and the check for training images;
 * ``figures``: what the app draws; ``ui``: the widgets; ``serve``: Voilà.
 
 A course demo, not a diagnostic tool: the models saw one public dataset of 2-D slices, the
@@ -12,16 +14,22 @@ probabilities are not calibrated certainties, and a heat map is not a segmentati
 from .upload import (MAX_ASPECT, MAX_BYTES, MAX_PIXELS, MIN_SIDE, check_dimensions, decode_upload,
                      decompression_bomb_png, UploadError)
 from .gallery import gallery, GalleryItem, load_gallery_image
+from .guard import (ENERGY_KEEP, IMAGE_KEEP, REJECT_MESSAGE, central_range, energy_score, fit_guard, Guard,
+                    load_guard, max_softmax, model_logits, threshold_keeping, training_index, TrainingIndex,
+                    TrainingMatch, Verdict)
 from .analysis import analyse, Analysis, grad_cam_map, one_thread, predict_probabilities, prepare
 from .figures import figure_png, overlay_figure, probability_figure, result_figure, show_figure
-from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, ModelShelf,
-                 probability_table)
+from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, GUARD_VAL_PER_CLASS,
+                 GuardShelf,
+                 ModelShelf, notices_html, probability_table)
 from .serve import APP_TAG, LESSON, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
 
 __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimensions", "decode_upload",
            "decompression_bomb_png", "UploadError", "gallery", "GalleryItem", "load_gallery_image",
-           "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
+           "ENERGY_KEEP", "IMAGE_KEEP", "REJECT_MESSAGE", "central_range", "energy_score", "fit_guard", "Guard",
+           "load_guard", "max_softmax", "model_logits", "threshold_keeping", "training_index", "TrainingIndex",
+           "TrainingMatch", "Verdict", "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
            "figure_png", "overlay_figure", "probability_figure", "result_figure", "show_figure",
            "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",
-           "ModelShelf", "probability_table", "APP_TAG", "LESSON", "WEBSOCKET_MAX_BYTES", "app_notebook",
+           "GUARD_VAL_PER_CLASS", "GuardShelf", "ModelShelf", "notices_html", "probability_table", "APP_TAG", "LESSON", "WEBSOCKET_MAX_BYTES", "app_notebook",
            "voila_command", "write_app_notebook"]

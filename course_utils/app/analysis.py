@@ -17,6 +17,7 @@ from ..data.cache import ImageSet
 from ..data.source import CLASSES
 from ..explain.gradcam import default_target_layer, grad_cam
 from ..training.inference import TrainedModel
+from .guard import REJECT_MESSAGE, Guard, TrainingIndex, TrainingMatch, Verdict, model_logits
 
 
 # ------------------------------------------------------------------------------------------
@@ -78,6 +79,14 @@ class Analysis:
     cam: np.ndarray             # (size, size) in [0, 1]: Grad-CAM of the top class
     classes: tuple[str, ...] = CLASSES
     true_label: str | None = None  # known for gallery slices (their folder), not for uploads
+    verdict: Verdict | None = None          # the guard's, when the app has one
+    memorised: TrainingMatch | None = None  # the training image this one copies, if any
+    temperature: float | None = None        # the probabilities are scaled by it (None: raw softmax)
+
+    @property
+    def rejected(self) -> bool:
+        """The guard says the image is unlike the slices the model was trained on."""
+        return self.verdict is not None and not self.verdict.accepted
 
     @property
     def top(self) -> int:
@@ -88,18 +97,28 @@ class Analysis:
         return self.classes[self.top]
 
     def summary(self) -> str:
+        truth = f" (folder says {self.true_label})" if self.true_label else ""
+        if self.rejected:
+            return f"{self.source}{truth}, model of lesson {self.lesson}: no answer. {REJECT_MESSAGE}."
         ranked = np.argsort(self.probabilities)[::-1]
         parts = ", ".join(f"{self.classes[k]} {self.probabilities[k]:.1%}" for k in ranked)
-        truth = f" (folder says {self.true_label})" if self.true_label else ""
         return f"{self.source}{truth}, model of lesson {self.lesson}: {parts}"
 
 
-def analyse(trained: TrainedModel, image: Image.Image, source: str = "image",
-            true_label: str | None = None) -> Analysis:
-    """Probabilities and the Grad-CAM map of the top class for one image, prepared once."""
+def analyse(trained: TrainedModel, image: Image.Image, source: str = "image", true_label: str | None = None,
+            guard: Guard | None = None, index: TrainingIndex | None = None) -> Analysis:
+    """Probabilities and the Grad-CAM map of the top class for one image, prepared once.
+
+    With a ``guard``: its verdict, and probabilities scaled by its temperature; with an
+    ``index``: the training image this one copies (as is or mirrored), if any."""
     prepared = prepare(trained, image, source)  # once: the pixels shown and the input scored
     pixels, x = prepared.images[0].numpy(), trained.preprocess(prepared)
     probs = predict_probabilities(trained, x)
+    verdict = temperature = None
+    if guard is not None:
+        with one_thread():
+            verdict = guard.check(model_logits(trained, x), pixels[None])[0]
+        probs, temperature = guard.calibrate(probs), guard.temperature
     top = int(np.argmax(probs))
     return Analysis(trained.lesson, source, pixels, probs, grad_cam_map(trained, x, top), trained.card.classes,
-                    true_label)
+                    true_label, verdict, index.match(image) if index is not None else None, temperature)

@@ -4,11 +4,13 @@ callbacks never leak figures)."""
 from __future__ import annotations
 
 import io
+import textwrap
 
 import numpy as np
 
 from ..explain.overlays import overlay
 from .analysis import Analysis
+from .guard import REJECT_MESSAGE
 
 
 # ------------------------------------------------------------------------------------------
@@ -23,12 +25,29 @@ def _draw_probabilities(ax, analysis: Analysis) -> None:
     ax.set_yticks(range(k), analysis.classes)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.18)
-    ax.set_xlabel("softmax probability (not a calibrated certainty)", fontsize=8)
+    ax.set_xlabel(probability_label(analysis), fontsize=8)
     for bar, p in zip(bars, analysis.probabilities):
         ax.text(bar.get_width() + 0.02, bar.get_y() + bar.get_height() / 2, f"{p:.1%}", va="center", fontsize=9)
     ax.set_title(f"model of lesson {analysis.lesson}", fontsize=10)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def probability_label(analysis: Analysis) -> str:
+    """What the probabilities are: raw softmax, or scaled by a temperature fitted on validation."""
+    if analysis.temperature is None:
+        return "softmax probability (not a calibrated certainty)"
+    return f"probability, temperature-scaled (T = {analysis.temperature:.2f}, fitted on validation)"
+
+
+def _draw_rejection(ax, analysis: Analysis) -> None:
+    """In place of the probabilities: the guard's refusal and its reasons, no bars."""
+    ax.axis("off")
+    reasons = "\n".join(textwrap.fill(r, 48) for r in analysis.verdict.reasons)
+    ax.text(0.0, 0.95, textwrap.fill(REJECT_MESSAGE + ".", 44), fontsize=10, weight="bold", va="top",
+            color="#8a4b00", transform=ax.transAxes)
+    ax.text(0.0, 0.55, reasons, fontsize=8, va="top", transform=ax.transAxes)
+    ax.set_title(f"model of lesson {analysis.lesson}: no answer", fontsize=10)
 
 
 def _draw_image(ax, analysis: Analysis, alpha: float | None) -> None:
@@ -37,6 +56,8 @@ def _draw_image(ax, analysis: Analysis, alpha: float | None) -> None:
         ax.imshow(analysis.pixels, cmap="gray", vmin=0, vmax=255)
         truth = f"\nfolder: {analysis.true_label}" if analysis.true_label else "\nclass unknown (upload)"
         ax.set_title(f"input, {analysis.pixels.shape[-1]} px{truth}", fontsize=9)
+    elif analysis.rejected:  # no answer, so no map of what raised it
+        ax.text(0.5, 0.5, "no Grad-CAM:\nno answer", ha="center", va="center", fontsize=9, transform=ax.transAxes)
     else:
         ax.imshow(overlay(analysis.pixels.astype(np.float32), analysis.cam, alpha))
         ax.set_title(f"Grad-CAM for {analysis.top_class}\n({analysis.probabilities[analysis.top]:.1%})", fontsize=9)
@@ -51,7 +72,7 @@ def result_figure(analysis: Analysis, alpha: float = 0.5):
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.5]})
     _draw_image(axes[0], analysis, None)
     _draw_image(axes[1], analysis, alpha)
-    _draw_probabilities(axes[2], analysis)
+    (_draw_rejection if analysis.rejected else _draw_probabilities)(axes[2], analysis)
     fig.suptitle(f"{analysis.source} (course demo, not a diagnosis)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -42,7 +42,8 @@ from ..profiles import current_profile
 from ..training.checkpoints import CheckpointMissingError, checkpoint_path
 from ..training.inference import TrainedModel, load_lesson_model
 from .analysis import Analysis, analyse
-from .figures import figure_png, overlay_figure, probability_figure
+from .figures import figure_png, overlay_figure, probability_figure, probability_label
+from .guard import REJECT_MESSAGE, Guard, TrainingIndex, load_guard, training_index
 from .gallery import GalleryItem, gallery, load_gallery_image
 from .upload import UploadError, decode_upload
 
@@ -90,13 +91,53 @@ class ModelShelf:
         return self.loaded[lesson]
 
 
+# Validation slices per class the guard is fitted on, by profile (None: the whole validation split).
+GUARD_VAL_PER_CLASS = {"full": None, "smoke": 25}
+# What keeps the guard or the training index from being made: the dataset or its cache is missing or damaged.
+SAFETY_ERRORS = (FileNotFoundError, CourseFileError, ImageLoadError)
+
+
+class GuardShelf:
+    """Each model's out-of-distribution guard and the index of training images, made on first
+    use (``course_utils.app.guard``). Without validation data there is no guard: ``guard``
+    returns ``None`` and ``notes`` say why, and the app answers without it."""
+
+    def __init__(self, profile: str | None = None, enabled: bool = True,
+                 guard_loader: Callable[..., Guard] = load_guard,
+                 index_loader: Callable[[], TrainingIndex] = training_index):
+        self.per_class = GUARD_VAL_PER_CLASS.get(profile or current_profile())
+        self.enabled = enabled
+        self.guard_loader, self.index_loader = guard_loader, index_loader
+        self.guards: dict[str, Guard | None] = {}
+        self.notes: dict[str, str] = {}
+
+    def guard(self, trained: TrainedModel) -> Guard | None:
+        if self.enabled and trained.lesson not in self.guards:
+            try:
+                self.guards[trained.lesson] = self.guard_loader(trained, self.per_class)
+            except SAFETY_ERRORS as error:
+                self.guards[trained.lesson] = None
+                self.notes["guard"] = f"No out-of-distribution guard (it needs the validation images): {error}"
+        return self.guards.get(trained.lesson)
+
+    def index(self) -> TrainingIndex | None:
+        if not self.enabled or "index" in self.notes:
+            return None
+        try:
+            return self.index_loader()
+        except SAFETY_ERRORS as error:
+            self.notes["index"] = f"Cannot check whether an image is a training image: {error}"
+            return None
+
+
 # ------------------------------------------------------------------------------------------
 # The widget app
 # ------------------------------------------------------------------------------------------
 
 
 def _message(text: str, kind: str) -> str:
-    colours = {"error": ("#fdecea", "#b71c1c"), "info": ("#e8f4fd", "#0d47a1"), "ok": ("#edf7ed", "#1b5e20")}
+    colours = {"error": ("#fdecea", "#b71c1c"), "info": ("#e8f4fd", "#0d47a1"), "ok": ("#edf7ed", "#1b5e20"),
+               "warn": ("#fff4e5", "#8a4b00")}
     background, colour = colours[kind]
     return (f'<div class="mri-app-{kind}" style="background:{background};color:{colour};padding:6px 10px;'
             f'border-radius:4px;white-space:pre-wrap;font-family:inherit">{html.escape(text)}</div>')
@@ -112,6 +153,12 @@ def probability_table(analysis: Analysis) -> str:
     return f'<table class="mri-app-probabilities" style="line-height:1.3">{rows}</table>'
 
 
+def notices_html(analysis: Analysis, notes: dict[str, str]) -> str:
+    """The notes under the status line: a memorised training image, a missing guard."""
+    texts = ([analysis.memorised.notice()] if analysis.memorised else []) + list(notes.values())
+    return "".join(_message(text, "info") for text in texts)
+
+
 class ClassifierApp:
     """The app's state and callbacks; ``container`` is the widget to display.
 
@@ -122,10 +169,11 @@ class ClassifierApp:
 
     def __init__(self, lessons: Sequence[str] = tuple(MODEL_NAMES), items: Sequence[GalleryItem] | None = None,
                  profile: str | None = None, loader: Callable[..., TrainedModel] = load_lesson_model,
-                 per_class: int = 3, alpha: float = 0.5):
+                 per_class: int = 3, alpha: float = 0.5, guarded: bool = True):
         import ipywidgets as w  # here: only when the app is built
 
         self.shelf = ModelShelf(profile, loader)
+        self.safety = GuardShelf(self.shelf.profile, guarded)
         self.alpha = alpha
         self.image: Image.Image | None = None
         self.source = ""
@@ -155,10 +203,11 @@ class ClassifierApp:
         self.upload = w.FileUpload(accept="", multiple=False, description="Upload an image", icon="",
                                    layout=w.Layout(width="auto"))
         self.status = w.HTML()
+        self.notice = w.HTML()  # memorised image, missing guard
         self.chart = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain"))
         self.overlay = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain"))
         self.table = w.HTML()
-        for widget, name in ((self.status, "status"), (self.chart, "chart"), (self.overlay, "overlay"),
+        for widget, name in ((self.status, "status"), (self.notice, "notice"), (self.chart, "chart"), (self.overlay, "overlay"),
                              (self.table, "table"), (self.upload, "upload"), (self.model_menu, "model"),
                              (self.gallery_menu, "gallery")):
             widget.add_class(f"mri-app-{name}")
@@ -167,6 +216,7 @@ class ClassifierApp:
             self.model_menu,
             w.HBox([self.gallery_menu, w.HTML("&nbsp;or&nbsp;"), self.upload]),
             self.status,
+            self.notice,
             w.HBox([self.overlay, w.VBox([self.chart, self.table])], layout=w.Layout(align_items="flex-start")),
         ])
         self.container.add_class("mri-app")
@@ -234,7 +284,8 @@ class ClassifierApp:
         self.show(f"Analysing {self.source} with the model of lesson {lesson}...", "info")
         try:
             trained = self.shelf.get(lesson)
-            self.analysis = analyse(trained, self.image, self.source, self.true_label)
+            self.analysis = analyse(trained, self.image, self.source, self.true_label,
+                                    self.safety.guard(trained), self.safety.index())
         except (CheckpointMissingError, CourseFileError, ImageLoadError) as error:
             self.clear_result()
             self.show(f"{error}\nThe other models still work: choose one above.", "error")
@@ -243,16 +294,35 @@ class ClassifierApp:
             self.clear_result()
             self.show(f"Unexpected error ({type(error).__name__}): {error}", "error")
             return
+        if self.analysis.rejected:
+            self.show_rejection(lesson)
+        else:
+            self.show_answer(lesson)
+        self.notice.value = notices_html(self.analysis, self.safety.notes)
+
+    def show_answer(self, lesson: str) -> None:
+        """The model's answer: probabilities (chart and table), Grad-CAM overlay, status line."""
         self.chart.value = figure_png(probability_figure(self.analysis))
         self.overlay.value = figure_png(overlay_figure(self.analysis, self.alpha))
         self.chart.layout.display = self.overlay.layout.display = None
         self.table.value = probability_table(self.analysis)
         truth = f" (folder: {self.true_label})" if self.true_label else ""
         self.show(f"{self.source}{truth}: the lesson-{lesson} model's top class is {self.analysis.top_class} "
-                  f"({self.analysis.probabilities[self.analysis.top]:.1%}).", "ok")
+                  f"({self.analysis.probabilities[self.analysis.top]:.1%}, {probability_label(self.analysis)}).",
+                  "ok")
+
+    def show_rejection(self, lesson: str) -> None:
+        """No answer: the guard's message and reasons; no chart, no table, no map."""
+        analysis = self.analysis
+        self.clear_result()
+        self.analysis = analysis
+        truth = f" (folder: {self.true_label})" if self.true_label else ""
+        self.show(f"{self.source}{truth}: {REJECT_MESSAGE}, so the lesson-{lesson} model gives no answer.\n"
+                  f"{analysis.verdict.explain()}", "warn")
 
     def clear_result(self) -> None:
         self.analysis = None
+        self.notice.value = ""
         self.chart.layout.display = self.overlay.layout.display = "none"
         self.chart.value = self.overlay.value = b""
         self.table.value = ""
@@ -262,13 +332,13 @@ class ClassifierApp:
 
 
 def build_app(lessons: Sequence[str] = tuple(MODEL_NAMES), items: Sequence[GalleryItem] | None = None,
-              profile: str | None = None, per_class: int = 3, alpha: float = 0.5):
+              profile: str | None = None, per_class: int = 3, alpha: float = 0.5, guarded: bool = True):
     """The whole app as one widget (display it in a notebook, or serve it with Voilà).
 
     ``lessons``: the models offered; ``items``: the gallery (default ``per_class`` Testing
     slices per class); ``profile``: whose checkpoints (default: ``COURSE_PROFILE``).
     The returned ``VBox`` keeps its controller in ``.app`` (for tests and exercises).
     """
-    app = ClassifierApp(lessons, items, profile, per_class=per_class, alpha=alpha)
+    app = ClassifierApp(lessons, items, profile, per_class=per_class, alpha=alpha, guarded=guarded)
     app.container.app = app
     return app.container
