@@ -16,12 +16,12 @@ from .analysis import analyse, Analysis, grad_cam_map, one_thread, predict_proba
 from .figures import figure_png, overlay_figure, probability_figure, result_figure, show_figure
 from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, ModelShelf,
                  probability_table)
-from .serve import APP_TAG, LESSON, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
+from .serve import APP_TAG, LESSON, PAGE_TITLE, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
 
 __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimensions", "decode_upload",
            "decompression_bomb_png", "UploadError", "gallery", "GalleryItem", "load_gallery_image",
            "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
            "figure_png", "overlay_figure", "probability_figure", "result_figure", "show_figure",
            "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",
-           "ModelShelf", "probability_table", "APP_TAG", "LESSON", "WEBSOCKET_MAX_BYTES", "app_notebook",
+           "ModelShelf", "probability_table", "APP_TAG", "LESSON", "PAGE_TITLE", "WEBSOCKET_MAX_BYTES", "app_notebook",
            "voila_command", "write_app_notebook"]
