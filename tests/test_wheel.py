@@ -23,7 +23,10 @@ import pytest
 from course_utils.files import project_root
 
 ROOT = project_root()
-DATA_FILES = ("manifest.csv", "clean_test_manifest.csv", "grouped_split.csv", "GROUPED_SPLIT.md")
+#: Every file of the package that is not Python source (manifests, the split, the app's page
+#: template), relative to course_utils/: each must be declared as package data.
+DATA_FILES = tuple(sorted(str(p.relative_to(ROOT / "course_utils")) for p in (ROOT / "course_utils").rglob("*")
+                          if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts))
 
 # Runs inside the fresh environment: imports every module of the installed package and reads
 # every data file through importlib.resources; prints what it found as JSON.
@@ -34,7 +37,7 @@ modules = sorted(m.name for m in pkgutil.walk_packages(course_utils.__path__, "c
                  if not m.name.endswith("__main__"))
 for name in modules:
     importlib.import_module(name)
-files = {name: (importlib.resources.files("course_utils.data") / name).read_bytes().decode()
+files = {name: (importlib.resources.files("course_utils") / name).read_bytes().decode()
          for name in DATA_FILES}
 print(json.dumps({"package": course_utils.__file__, "modules": modules, "files": files}))
 """
@@ -86,5 +89,6 @@ def test_every_module_imports_from_the_wheel(installed):
 
 
 def test_every_data_file_is_in_the_wheel(installed):
+    assert "data/manifest.csv" in DATA_FILES and "app/jupyter/voila/templates/course/index.html.j2" in DATA_FILES
     for name in DATA_FILES:
-        assert installed["files"][name] == (ROOT / "course_utils" / "data" / name).read_text(), name
+        assert installed["files"][name] == (ROOT / "course_utils" / name).read_text(), name

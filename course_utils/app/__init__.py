@@ -22,7 +22,7 @@ from .figures import figure_png, overlay_figure, probability_figure, result_figu
 from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, GUARD_VAL_PER_CLASS,
                  GuardShelf,
                  ModelShelf, notices_html, probability_table)
-from .serve import APP_TAG, LESSON, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
+from .serve import APP_TAG, LESSON, PAGE_TITLE, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
 
 __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimensions", "decode_upload",
            "decompression_bomb_png", "UploadError", "gallery", "GalleryItem", "load_gallery_image",
@@ -31,5 +31,5 @@ __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimension
            "TrainingMatch", "Verdict", "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
            "figure_png", "overlay_figure", "probability_figure", "result_figure", "show_figure",
            "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",
-           "GUARD_VAL_PER_CLASS", "GuardShelf", "ModelShelf", "notices_html", "probability_table", "APP_TAG", "LESSON", "WEBSOCKET_MAX_BYTES", "app_notebook",
+           "GUARD_VAL_PER_CLASS", "GuardShelf", "ModelShelf", "notices_html", "probability_table", "APP_TAG", "LESSON", "PAGE_TITLE", "WEBSOCKET_MAX_BYTES", "app_notebook",
            "voila_command", "write_app_notebook"]

@@ -31,8 +31,8 @@ def app_notebook(lesson: str | Path | None = None, tag: str = APP_TAG):
     cells = [c for c in source.cells if tag in c.metadata.get("tags", [])]
     if not any(c.cell_type == "code" for c in cells):
         raise ValueError(f"no code cell tagged {tag!r} in {lesson or LESSON}")
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": source.metadata.get("kernelspec", {
-        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"})})
+    notebook = nbformat.v4.new_notebook(metadata={"title": PAGE_TITLE, "kernelspec": source.metadata.get(
+        "kernelspec", {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"})})
     for cell in cells:
         cell.metadata.pop("tags", None)
         notebook.cells.append(cell)
@@ -50,18 +50,34 @@ def write_app_notebook(path: str | Path, lesson: str | Path | None = None) -> Pa
 # larger upload, silently. Voilà gets a limit above MAX_BYTES, so the app can say "too large".
 WEBSOCKET_MAX_BYTES = 100 * 1024 * 1024
 
+# The page template: Voilà's "lab" template without its requests to a CDN (it lives in
+# TEMPLATE_ROOT/voila/templates/course/, package data of course_utils.app).
+TEMPLATE = "course"
+TEMPLATE_ROOT = Path(__file__).resolve().parent / "jupyter"
+#: JupyterLab extensions of the course's environment that are for JupyterLab itself: in Voilà's
+#: page jupytext's fails to load (it needs JupyterLab's document manager), with a console error.
+LAB_ONLY_EXTENSIONS = ("jupyterlab-jupytext", "@voila-dashboards/jupyterlab-preview")
+#: The browser tab's title (Voilà shows the notebook's ``title`` metadata).
+PAGE_TITLE = "Brain MRI classifier (a teaching demo, not a diagnostic tool) | Neuro-DL Course"
+
 
 def voila_command(notebook: str | Path, port: int = 8866, ip: str = "127.0.0.1", browser: bool = False) -> list[str]:
     """The command line that serves ``notebook`` with Voilà on ``ip:port`` (no token).
 
-    It is ``voila NOTEBOOK --port=PORT --Voila.ip=IP [--no-browser]`` with one setting more,
+    It is ``voila NOTEBOOK --port=PORT --Voila.ip=IP [--no-browser]`` with two settings more:
     the websocket message limit, given as a number (on the command line, traitlets would
-    only take it as a deprecated dict literal or as a string).
+    only take it as a deprecated dict literal or as a string); the course's page template
+    (``TEMPLATE``, found through ``JUPYTER_PATH``), which works offline; and the JupyterLab
+    extensions the page must not load (``LAB_ONLY_EXTENSIONS``).
     """
-    launch = ("import sys; from voila.app import Voila; Voila.launch_instance(sys.argv[1:], "
+    launch = ("import os, sys; "
+              f"os.environ['JUPYTER_PATH'] = os.pathsep.join(filter(None, [{str(TEMPLATE_ROOT)!r}, "
+              "os.environ.get('JUPYTER_PATH')])); "
+              "from voila.app import Voila; Voila.launch_instance(sys.argv[1:], "
               f"tornado_settings={{'websocket_max_message_size': {WEBSOCKET_MAX_BYTES}}})")
     command = [sys.executable, "-c", launch, str(notebook), f"--port={port}", f"--Voila.ip={ip}",
-               "--show_tracebacks=True"]
+               f"--template={TEMPLATE}", "--show_tracebacks=True"]
+    command += [f"--VoilaConfiguration.extension_denylist={name}" for name in LAB_ONLY_EXTENSIONS]
     return command if browser else command + ["--no-browser"]
 
 

@@ -11,8 +11,9 @@ then, in Chromium:
    are cleared;
 4. uploads a real slice: the app answers again; then a gallery slice works again.
 
-Requests to any other host are blocked (the page must work offline; Voilà's template links
-an icon font on a CDN, which is allowed to fail). The server and its kernels are stopped at
+Requests to any other host are blocked, and the page must not make any: it works offline
+(the course's page template leaves out the CDN links of Voilà's own). The tab shows the app's
+title. The server and its kernels are stopped at
 the end. Needs the trained smoke checkpoints (``make notebooks`` makes them) and the dataset
 (``BRAIN_MRI_DIR``); skips with the reason otherwise. Run with ``make book-test`` or
 ``pytest tests/browser/test_voila_app.py``.
@@ -117,6 +118,8 @@ def page(server):
 
         page.route("**/*", route)
         page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.console = []
+        page.on("console", lambda m: m.type in ("error", "warning") and page.console.append((m.type, m.text)))
         page.goto(server, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
         yield page
         browser.close()
@@ -204,5 +207,7 @@ def test_app_in_the_browser(page, tmp_path):
 
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     assert not page.errors, f"script errors: {page.errors}"
-    # Only Voilà's icon-font style sheets may have tried another host (and were blocked).
-    assert all("fontawesome" in url for url in page.remote), page.remote
+    assert not page.remote, f"requests to other hosts: {page.remote}"
+    console_errors = [text for kind, text in page.console if kind == "error"]
+    assert not console_errors, f"console errors: {console_errors}"
+    assert page.title() == app.PAGE_TITLE
