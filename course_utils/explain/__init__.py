@@ -1,5 +1,4 @@
-"""Explaining a CNN's decision: Grad-CAM and CAM, occlusion, overlays, checks of the maps, and
-one adversarial example.
+"""Explaining a CNN's decision: Grad-CAM and CAM, occlusion, tests of the maps, an adversarial example.
 
 * ``gradcam``: targets, hooks and maths, the usual target layer of each architecture;
 * ``occlusion``: occlusion sensitivity (Zeiler & Fergus, 2014), the drop in probability when a
