@@ -44,9 +44,12 @@ EARLY_LESSONS := $(filter-out $(LATER_LESSONS),$(LESSONS))
 NBVAL := $(PARALLEL_ENV) COURSE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env \
 	--nbval-cell-timeout=900 -n $(JOBS) --dist loadscope
 
+# Then the unit tests that need a trained smoke model, after the lessons that save one (they
+# fail here instead of skipping).
 notebooks:
 	$(NBVAL) $(EARLY_LESSONS)
 	$(if $(LATER_LESSONS),$(NBVAL) $(LATER_LESSONS))
+	$(PARALLEL_ENV) COURSE_TESTS_NEED_CHECKPOINTS=1 $(PY) -m pytest tests/test_app_guard.py -k real_smoke_model
 
 # How PyTorch's CPU threads wait for work (COURSE_OMP_WAIT; README, "Speed on a CPU"). OpenMP
 # reads it once, when a kernel loads PyTorch. With `auto` (the default) every kernel imports
