@@ -26,7 +26,6 @@ correlation of thumbnails and its near-duplicate threshold (``course_utils.data.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from PIL import Image
 from ..data import audit
 from ..data.cache import ImageSet
 from ..data.images import model_pixels
+from ..data.source import sha256_of
 from ..data.splits import load_splits
 from ..files import atomic_write_text, json_load, read_or_explain
 from ..training.calibration import apply_temperature, fit_temperature
@@ -173,17 +173,8 @@ def fit_guard(trained: TrainedModel, val: ImageSet, energy_keep: float = ENERGY_
     return Guard(temperature=fit_temperature(probs, labels),
                  energy_threshold=threshold_keeping(energy_score(logits), energy_keep),
                  black_range=central_range(black_share(val.images), image_keep), n_val=len(val),
-                 energy_keep=energy_keep, image_keep=image_keep, checkpoint_sha256=file_sha256(trained.path),
+                 energy_keep=energy_keep, image_keep=image_keep, checkpoint_sha256=sha256_of(trained.path),
                  validation=validation)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file (a checkpoint): the key of its cached guard."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def guard_path(trained: TrainedModel) -> Path:
@@ -200,7 +191,7 @@ def validation_images(trained: TrainedModel, per_class: int | None = None) -> Im
 def load_guard(trained: TrainedModel, per_class: int | None = None) -> Guard:
     """The checkpoint's guard: read from its cache if it was fitted on this very checkpoint
     with the same validation images and rules, else fitted now and cached."""
-    path, sha = guard_path(trained), file_sha256(trained.path)
+    path, sha = guard_path(trained), sha256_of(trained.path)
     validation = f"stratified validation split, {'all images' if per_class is None else f'{per_class} per class'}"
     if path.is_file():
         stored = read_or_explain(path, json_load, made_by="course_utils.app.guard.load_guard",
