@@ -269,8 +269,8 @@ def batchnorm_backward(dout: Array, cache: Cache) -> tuple[Array, Array, Array]:
         dx = (1 / sqrt(var + eps)) * (g - mean_n g - xhat * mean_n (g * xhat)).
 
     The two subtracted terms are what the mean and the variance contribute: they make ``dx``
-    sum to zero over the batch and be orthogonal to ``xhat`` (shifting or scaling a whole
-    feature does not change the output). In evaluation mode ``mu`` and ``var`` are constants
+    sum to zero over the batch and be orthogonal to ``xhat`` up to ``eps`` (shifting or scaling a
+    whole feature does not change the output). In evaluation mode ``mu`` and ``var`` are constants
     and ``dx = g / sqrt(running_var + eps)``.
     """
     xhat, gamma, inv_std, train = cache
