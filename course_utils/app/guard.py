@@ -159,7 +159,7 @@ class Guard:
         return verdicts
 
     def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
-        """Temperature-scaled probabilities (lesson 13): same ranking, honester confidence."""
+        """Temperature-scaled probabilities (lesson 13): same ranking, more honest confidence."""
         return apply_temperature(np.atleast_2d(probabilities), self.temperature).reshape(np.shape(probabilities))
 
 
