@@ -26,7 +26,7 @@ REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(
     not (REAL and Path(REAL, "Testing").is_dir()), reason=f"${data.DATA_ENV} not set to the dataset"
 )
-SIZE = 32
+SIZE = 32  # the size of the tiny model in tests/conftest.py (checkpoints, trained)
 
 
 def _slice(width: int = 120, height: int = 100, seed: int = 0) -> np.ndarray:
@@ -41,22 +41,6 @@ def _encode(img: Image.Image, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, fmt, **options)
     return buffer.getvalue()
-
-
-@pytest.fixture
-def checkpoints(tmp_path, monkeypatch):
-    """Only lesson 08's model exists (a tiny SmallCNN at 32 px); 10 and 11 are missing."""
-    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
-    torch.manual_seed(0)
-    model = SmallCNN(widths=(8, 16), hidden=0).eval()
-    card = ModelCard.for_model(model, size=SIZE, mean=0.2, std=0.3, lesson="08")
-    save_checkpoint(training.checkpoint_path("08", "smoke"), model, metric="val_loss", value=1.0, card=card)
-    return tmp_path
-
-
-@pytest.fixture
-def trained(checkpoints):
-    return training.load_lesson_model("08", profile="smoke")
 
 
 # ------------------------------------------------------------------------------------------

@@ -21,10 +21,9 @@ from PIL import Image, ImageOps
 from course_utils import app, data, training
 from course_utils.data.images import model_pixels
 from course_utils.files import UnreadableFileError
-from course_utils.models import SmallCNN
-from course_utils.training import ModelCard, calibration, save_checkpoint
+from course_utils.training import calibration
 
-SIZE = 32
+SIZE = 32  # the size of the tiny model in tests/conftest.py (checkpoints, trained)
 REAL = os.environ.get(data.DATA_ENV)
 HAS_DATA = bool(REAL and Path(REAL, "Training").is_dir())
 
@@ -44,17 +43,6 @@ def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels, "L").save(buffer, "PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def trained(tmp_path, monkeypatch):
-    """Lesson 08's model is a tiny untrained SmallCNN at 32 px, in a temporary folder."""
-    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
-    torch.manual_seed(0)
-    model = SmallCNN(widths=(8, 16), hidden=0).eval()
-    card = ModelCard.for_model(model, size=SIZE, mean=0.2, std=0.3, lesson="08")
-    save_checkpoint(training.checkpoint_path("08", "smoke"), model, metric="val_loss", value=1.0, card=card)
-    return training.load_lesson_model("08", profile="smoke")
 
 
 def _validation(n: int = 24) -> data.ImageSet:
