@@ -8,6 +8,11 @@ A *profile* decides how much a lesson runs, never what it runs:
 The profile comes from the environment variable ``COURSE_PROFILE``. A lesson states its
 budgets in one visible line, for example ``EPOCHS = budget(full=15, smoke=1)``.
 
+The *split* a lesson trains and scores on is the course's grouped split (no copy or
+neighbouring slice on two sides of a boundary) unless ``COURSE_SPLIT=official`` asks for the
+dataset's own ``Training/`` / ``Testing/`` folders, to compare with published figures
+(``current_split``).
+
 ``setup()`` is the one call at the top of every lesson: it seeds every random number
 generator, fixes the number of CPU threads, tunes the memory allocator and picks the device.
 
@@ -37,6 +42,11 @@ SEED_VARIABLE = "COURSE_SEED"
 DEFAULT_SEED = 0
 _active_seed: int | None = None
 
+SPLIT_VARIABLE = "COURSE_SPLIT"
+#: ``grouped``: the course's benchmark (``course_utils/data/GROUPED_SPLIT.md``); ``official``:
+#: the dataset's ``Training/`` folder (15 % of it for validation) and its ``Testing/`` folder.
+SPLIT_CHOICES = ("grouped", "official")
+
 T = TypeVar("T")
 
 
@@ -47,6 +57,19 @@ def current_profile() -> str:
         raise ValueError(
             f"{PROFILE_VARIABLE}={name!r} is not a profile; use one of {', '.join(PROFILES)}."
         )
+    return name
+
+
+def current_split() -> str:
+    """The split lessons train and score on: ``"grouped"`` unless ``COURSE_SPLIT`` says otherwise.
+
+    ``COURSE_SPLIT=official`` re-runs a lesson on the dataset's official folders, whose test
+    images are mostly copies of training images: the numbers it gives are comparable with
+    published ones and inflated (lesson 13 measures by how much).
+    """
+    name = os.environ.get(SPLIT_VARIABLE, "grouped").strip().lower() or "grouped"
+    if name not in SPLIT_CHOICES:
+        raise ValueError(f"{SPLIT_VARIABLE}={name!r} is not a split; use one of {', '.join(SPLIT_CHOICES)}.")
     return name
 
 

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .files import CourseFileError, atomic_write_text, json_load, project_root, read_or_explain
-from .profiles import DEFAULT_SEED, active_seed, current_profile
+from .profiles import DEFAULT_SEED, active_seed, current_profile, current_split
 
 
 RESULTS_DIR = project_root() / "results"
@@ -121,20 +121,30 @@ def _is_table(content) -> str | None:
 META_KEYS = ("lesson", "name", "seed", "machine", "environment", "date", "seeds")
 
 
+def row_key(lesson: str, name: str, split: str = "grouped") -> str:
+    """The key of a row in ``results.json``: ``"08/SmallCNN ..."`` for the grouped split (the
+    course's benchmark), ``"08/SmallCNN ... [official split]"`` for the official one."""
+    return f"{lesson}/{name}" if split == "grouped" else f"{lesson}/{name} [{split} split]"
+
+
 def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict:
     """Record one result row, e.g. ``record("05", "NumPy MLP + dropout", test_acc=0.915, minutes=1.2)``.
 
-    The row is keyed by ``lesson`` and ``name`` and carries the seed (``setup()``'s) and the
-    machine (``machine_info()``). A run with the lesson's own seed (0) is its headline: it
+    The row is keyed by ``lesson``, ``name`` and the split it was measured on (``split=``,
+    default the active one, ``COURSE_SPLIT``; see ``row_key``) and carries the seed
+    (``setup()``'s) and the machine (``machine_info()``). A test score passes its
+    ``TestScore.as_record()``: accuracy, interval, n and recalls. A run with the lesson's own seed (0) is its headline: it
     replaces the old row and keeps the other seeds' runs. A run with another seed
     (``COURSE_SEED``) is added to the row's ``seeds``, from which ``spread`` measures how much
     the lesson's results vary. Returns the row. In the smoke profile it is printed, not saved.
     """
     info = machine_info()
     seed = active_seed()
+    split = numbers.pop("split", None) or current_split()
     row = {
         "lesson": lesson,
         "name": name,
+        "split": split,
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in numbers.items()},
         "seed": seed,
         "machine": machine_summary(info),
@@ -145,7 +155,7 @@ def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict
         print(f"{_short(row)} ({current_profile()} profile: not recorded)")
         return row
     table = load_results(path)
-    key = f"{lesson}/{name}"
+    key = row_key(lesson, name, split)
     old = table.get(key, {"lesson": lesson, "name": name})
     if seed == DEFAULT_SEED:
         table[key] = {**row, **({"seeds": old["seeds"]} if old.get("seeds") else {})}
@@ -193,9 +203,10 @@ def spread(row: dict, metric: str = "test_acc") -> dict | None:
             "sd": statistics.stdev(values), "machines": machines}
 
 
-def recorded_spread(lesson: str, name: str, metric: str = "test_acc", path: Path = RESULTS_JSON) -> dict | None:
+def recorded_spread(lesson: str, name: str, metric: str = "test_acc", path: Path = RESULTS_JSON,
+                    split: str | None = None) -> dict | None:
     """``spread`` of a recorded row, or None if the row or its other seeds are not recorded yet."""
-    row = load_results(path).get(f"{lesson}/{name}")
+    row = load_results(path).get(row_key(lesson, name, split or current_split()))
     return spread(row, metric) if row else None
 
 
@@ -244,7 +255,7 @@ def announce_minutes(lesson: str, name: str, what: str = "this training", path: 
     """
     if current_profile() != "full":
         return ""
-    row = load_results(path).get(f"{lesson}/{name}", {})
+    row = load_results(path).get(row_key(lesson, name, current_split()), {})
     if isinstance(row.get("minutes"), (int, float)):
         message = (f"{what}: the recorded full-profile run took {row['minutes']:.1f} min "
                    f"({row.get('machine', 'machine not recorded')}, {row.get('date', '')}); "
@@ -267,8 +278,12 @@ def report_claim(claim: str, holds: bool, stats: dict | None = None) -> bool:
 #: Readable headers for the numbers lessons record (others are shown under their own name).
 HEADERS = {
     "name": "model / run",
+    "split": "split",
     "val_acc": "validation acc.",
-    "test_acc": "official test acc.",
+    "test_acc": "test acc.",
+    "test_n": "n (groups)",
+    "test_images": "test images",
+    "test_image_acc": "image acc.",
     "official_acc": "official test acc.",
     "clean_acc": "leakage-free test acc.",
     "leaked_acc": "acc. on leaked test images",
@@ -278,8 +293,20 @@ HEADERS = {
 }
 
 
+#: Columns shown inside another one: the interval of ``test_acc`` is printed in its cell.
+FOLDED = ("test_low", "test_high")
+
+
 def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _row_cell(row: dict, column: str) -> str:
+    """One cell of a row; a test accuracy with its interval reads ``0.9512 [0.934, 0.965]``."""
+    value = row.get(column, "")
+    if column == "test_acc" and isinstance(value, float) and "test_low" in row:
+        return f"{value:.4f} [{row['test_low']:.3f}, {row['test_high']:.3f}]"
+    return _cell(value)
 
 
 def to_markdown(table: dict) -> str:
@@ -298,13 +325,13 @@ def to_markdown(table: dict) -> str:
         rows = [row for row in by_lesson[lesson] if "date" in row]
         columns = ["name"]
         for row in rows:
-            columns += [k for k in row if k not in columns and k not in META_KEYS]
+            columns += [k for k in row if k not in columns and k not in META_KEYS and k not in FOLDED]
         columns += ["machine", "date"]
         lines = [f"## Lesson {lesson}", ""]
         if rows:
             lines += ["| " + " | ".join(HEADERS.get(c, c.replace("_", " ")) for c in columns) + " |",
                       "|" + "---|" * len(columns)]
-            lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+            lines += ["| " + " | ".join(_row_cell(row, c) for c in columns) + " |" for row in rows]
         spread_lines = _spread_table(by_lesson[lesson])
         if spread_lines:
             lines += (["", "The rows above are the runs with seed 0."] if rows else []) + [""] + spread_lines
@@ -326,7 +353,8 @@ def _spread_table(rows: list[dict]) -> list[str]:
             if stats:
                 per_seed = ", ".join(f"{seed}: {_percent(v)} ({dates[seed]})"
                                      for seed, v in zip(stats["seeds"], stats["values"]))
-                lines.append(f"| {row['name']} | {HEADERS.get(metric, metric)} | {stats['n']} | "
+                label = row["name"] + ("" if row.get("split", "grouped") == "grouped" else f" ({row['split']} split)")
+                lines.append(f"| {label} | {HEADERS.get(metric, metric)} | {stats['n']} | "
                              f"{_percent(stats['mean'])} | ±{100 * stats['half_range']:.2f} | "
                              f"{_percent(stats['min'])}-{_percent(stats['max'])} | {per_seed} |")
     if not lines:
@@ -363,7 +391,12 @@ def main() -> int:
         RESULTS_MD,
         "# Results (full profile, measured)\n\n"
         "Written by `python -m course_utils.results` from `results/results.json`; every row "
-        "comes from a full-profile run of the lesson named, with seed 0. Where a lesson was also "
+        "comes from a full-profile run of the lesson named, with seed 0. The `split` column says "
+        "what it was trained and scored on: `grouped` is the course's benchmark (no copy or "
+        "neighbouring slice on both sides of a boundary; test accuracy counts each same-slice "
+        "group once; the brackets give its Wilson 95 % interval over n groups), `official` the dataset's own "
+        "`Training/` and `Testing/` folders, whose test images are mostly copies of training "
+        "images (comparable with published figures, and inflated). Where a lesson was also "
         "run with other seeds (`COURSE_SEED`), a second table gives the spread, seed by seed. "
         "Repeated on one machine a run gives the same numbers; another machine can end a few "
         "test images away (see the README).\n\n" + to_markdown(table)

@@ -216,11 +216,12 @@ def test_available_models_and_shelf(checkpoints):
         shelf.get("10")
 
 
-def test_gallery_is_stratified_repeatable_and_from_testing():
+def test_gallery_is_stratified_repeatable_and_from_the_test_split():
     items = app.gallery(per_class=3, seed=0)
     assert len(items) == 12 and items == app.gallery(per_class=3, seed=0)
     assert [i.label for i in items] == [c for c in data.CLASSES for _ in range(3)]
-    assert all(i.relpath.startswith(f"Testing/{i.label}/") for i in items)
+    split_of = {r["relpath"]: r["split"] for r in data.read_grouped_split()}
+    assert all(split_of[i.relpath] == "test" and f"/{i.label}/" in i.relpath for i in items)
     assert app.gallery(per_class=3, seed=1) != items
 
 

@@ -257,7 +257,7 @@ def test_stratified_split_keeps_class_shares():
 
 
 def test_dataset_and_loader(fake_dataset):
-    train, val, test = data.load_splits(16, val_fraction=0.34)
+    train, val, test = data.load_splits(16, "official", val_fraction=0.34)
     assert len(train) + len(val) == 4 * len(KINDS)
     assert set(train.files).isdisjoint(val.files)
     ds = data.MRIDataset(train, transform=data.train_augmentation(), channels=3, mean=0.5, std=0.25)
@@ -266,6 +266,22 @@ def test_dataset_and_loader(fake_dataset):
     order = [yb.tolist() for _, yb in data.make_loader(ds, 4, shuffle=True, seed=7)]
     again = [yb.tolist() for _, yb in data.make_loader(ds, 4, shuffle=True, seed=7)]
     assert order == again
+
+
+def test_split_choice(fake_dataset, monkeypatch):
+    """Grouped unless asked otherwise; the environment's choice is the default; typos are refused."""
+    with pytest.raises(ValueError, match="7023 files"):  # the fake dataset is not the real one
+        data.load_splits(16)
+    monkeypatch.setenv("COURSE_SPLIT", "official")
+    assert data.load_splits(16)[2].files == data.load_images("Testing", 16).files
+    with pytest.raises(ValueError, match="not a split"):
+        data.load_splits(16, "random")
+    monkeypatch.setenv("COURSE_SPLIT", "Grouped ")
+    with pytest.raises(ValueError, match="7023 files"):
+        data.load_splits(16)
+    monkeypatch.setenv("COURSE_SPLIT", "officail")
+    with pytest.raises(ValueError, match="COURSE_SPLIT='officail' is not a split"):
+        data.load_splits(16)
 
 
 def test_sample_per_class(fake_dataset):

@@ -71,6 +71,9 @@ def test_lesson_data_makes_each_loader_once_and_draws_no_global_randomness():
 def test_load_data_equals_the_steps_it_replaces():
     mri = load_data(32, 64, per_class=(20, 10, None), seed=1)
     train, val, test = load_splits(32)
+    official = load_data(32, 64, per_class=(None, None, 5), split="official")
+    assert official.test.files == load_splits(32, "official")[2].sample_per_class(5, seed=0).files
+    assert set(test.files).isdisjoint(train.files) and len(test) > 1000  # the grouped split's
     train, val = train.sample_per_class(20, seed=0), val.sample_per_class(10, seed=0)
     assert mri.train.files == train.files and mri.val.files == val.files and mri.test.files == test.files
     pixels = train.float_images()

@@ -94,9 +94,9 @@ def test_results_are_written_only_in_full_profile(tmp_path, monkeypatch):
     lesson05, lesson08 = markdown.split("## Lesson 08")
     lesson08, machines = lesson08.split("## Machines")
     assert machines.count("\n|") == 3  # one machine: header, rule, one row
-    assert "| model / run | official test acc. | machine | date |" in lesson05  # no minutes: none recorded
-    assert "| mlp | 0.92 |" in lesson05 and "cnn" not in lesson05
-    assert "| cnn | 0.97 |" in lesson08 and lesson08.count("\n|") == 3  # header, rule, one row
+    assert "| model / run | split | test acc. | machine | date |" in lesson05  # no minutes: none recorded
+    assert "| mlp | grouped | 0.92 |" in lesson05 and "cnn" not in lesson05
+    assert "| cnn | grouped | 0.97 |" in lesson08 and lesson08.count("\n|") == 3  # header, rule, one row
 
 
 def test_course_seed_is_read_from_the_environment(monkeypatch):
@@ -172,7 +172,7 @@ def test_other_seeds_are_recorded_as_the_spread_of_the_headline(tmp_path, monkey
     assert results.recorded_spread("11", "lite0", "val_acc", path=path) is None  # not measured
     markdown = results.to_markdown(json.loads(path.read_text()))
     today = time.strftime("%Y-%m-%d")
-    spread_row = (f"| lite0 | official test acc. | 3 | 96.33 | ±1.50 | 95.00-98.00 | "
+    spread_row = (f"| lite0 | test acc. | 3 | 96.33 | ±1.50 | 95.00-98.00 | "
                   f"0: 96.00 ({today}), 1: 95.00 ({today}), 2: 98.00 ({today}) |")
     assert spread_row in markdown
     assert "## Machines" in markdown and "| 0.96 | 5 |" in markdown  # the headline row: seed 0's numbers

@@ -1,4 +1,4 @@
-"""The app's gallery: a few slices of the official Testing split, picked reproducibly."""
+"""The app's gallery: a few slices of the grouped split's test part, picked reproducibly."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import load_image
-from ..data.source import CLASSES, locate_dataset, read_manifest
+from ..data.source import CLASSES, locate_dataset
+from ..data.splits import read_grouped_split
 
 
 # ------------------------------------------------------------------------------------------
-# The gallery: a few slices of the official Testing split
+# The gallery: a few slices of the test split, which no lesson's model trained on
 # ------------------------------------------------------------------------------------------
 
 
@@ -30,15 +31,16 @@ class GalleryItem:
 
 
 def gallery(per_class: int = 3, seed: int = 0) -> list[GalleryItem]:
-    """``per_class`` slices of each class from the official Testing split, chosen at random
-    (repeatably, from the manifest: nothing is decoded) and listed class by class."""
+    """``per_class`` slices of each class from the grouped split's test part (no copy of them
+    is among the training images), chosen at random (repeatably, from the split's manifest:
+    nothing is decoded) and listed class by class."""
     rng = np.random.default_rng(seed)
-    manifest = read_manifest()
+    rows = read_grouped_split()
     items = []
     for label in CLASSES:
-        entries = [e for e in manifest if e.split == "Testing" and e.label == label]
+        entries = [r["relpath"] for r in rows if r["split"] == "test" and r["label"] == label]
         chosen = sorted(rng.choice(len(entries), size=min(per_class, len(entries)), replace=False))
-        items += [GalleryItem(entries[i].relpath, label) for i in chosen]
+        items += [GalleryItem(entries[i], label) for i in chosen]
     return items
 
 

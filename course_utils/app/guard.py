@@ -256,8 +256,8 @@ class TrainingIndex:
 
 @lru_cache(maxsize=1)
 def training_index(size: int = audit.FINE_SIZE) -> TrainingIndex:
-    """The index of the stratified training split (the images lessons 08–11 train on), from
-    the course's cached ``size`` px thumbnails; built once per process.
+    """The index of the training split (the grouped split's training part, which lessons 08–11
+    train on), from the course's cached ``size`` px thumbnails; built once per process.
 
     In the smoke profile the lessons train on a sample of this split, so a match means "in
     the split the model learns from", which the full-profile models saw entirely."""

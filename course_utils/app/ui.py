@@ -16,7 +16,7 @@ The app is a thin layer of widgets over plain functions, each of which a unit te
 * ``analyse`` bundles both; ``result_figure``, ``probability_figure`` and
   ``overlay_figure`` draw the result with matplotlib's object API (no pyplot state, so
   widget callbacks never leak figures).
-* ``build_app()`` wires them to widgets: a gallery of official Testing slices, a file
+* ``build_app()`` wires them to widgets: a gallery of test slices, a file
   upload, a model menu (a missing checkpoint shows which lesson makes it, and the other
   models keep working), the probabilities and the overlay.
 

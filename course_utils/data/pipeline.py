@@ -6,7 +6,7 @@ all need the same few steps, and each step is written here once.
 * ``subset(images, per_class)``: all images, or a stratified sample (the smoke profile's);
 * ``pixel_stats(images)``: the mean and standard deviation of the *training* pixels, which
   standardise every split (statistics of validation or test images would leak into the model);
-* ``load_data(size, batch_size, ...)``: the stratified splits at ``size`` px (subsets if
+* ``load_data(size, batch_size, ...)``: the grouped (or official) splits at ``size`` px (subsets if
   asked), their statistics and their loaders, as a ``LessonData``. Its ``loader(images,
   train=...)`` serves any other ``ImageSet`` the same way;
 * ``serve(images, train, ...)``: one loader, for lessons whose images change size as they go.
@@ -98,15 +98,18 @@ class LessonData:
 
 def load_data(size: int, batch_size: int, *, per_class: tuple[int | None, int | None, int | None] = (None, None, None),
               channels: int = 1, mean: float | None = None, std: float | None = None, augment: bool = True,
-              seed: int = 0, eval_batch_size: int = 256) -> LessonData:
-    """The stratified train / validation / test splits at ``size`` px, ready to train on.
+              seed: int = 0, eval_batch_size: int = 256, split: str | None = None) -> LessonData:
+    """The train / validation / test splits at ``size`` px, ready to train on.
+
+    ``split`` is ``load_splits``'s: the grouped split unless ``"official"`` (or
+    ``COURSE_SPLIT=official``) asks for the dataset's own folders.
 
     ``per_class`` samples each split (train, val, test) down to that many images per class
     (``None``: all). ``mean`` and ``std`` default to the training pixels' own (``pixel_stats``
     of the training split, after sampling); a pretrained network passes the statistics it was
     trained with. ``channels=3`` repeats the gray channel for ImageNet backbones.
     """
-    splits = [subset(images, n) for images, n in zip(load_splits(size), per_class)]
+    splits = [subset(images, n) for images, n in zip(load_splits(size, split), per_class)]
     if mean is None or std is None:
         mean, std = pixel_stats(splits[0])
     return LessonData(*splits, mean=mean, std=std, channels=channels, batch_size=batch_size,

@@ -1,8 +1,9 @@
-"""Train / validation / test splits: the stratified one and the grouped one.
+"""Train / validation / test splits: the grouped one (the course's default) and the official one.
 
-``load_splits`` splits the official ``Training/`` folder, stratified by class;
-``load_grouped_split`` uses ``grouped_split.csv`` (made by ``course_utils.data.grouping``)
-so that no slice or scan group is in two parts.
+``load_splits(size)`` returns the grouped split (``load_grouped_split``): it uses
+``grouped_split.csv`` (made by ``course_utils.data.grouping``) so that no same-slice or
+same-scan group is in two parts. ``load_splits(size, "official")`` splits the official
+``Training/`` folder, stratified by class, and keeps ``Testing/`` as the test set.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..profiles import SPLIT_CHOICES, SPLIT_VARIABLE, current_split
 from .cache import ImageSet, load_images
 from .source import SPLITS
 
@@ -33,15 +35,27 @@ def stratified_split(labels, val_fraction: float = 0.15, seed: int = 0) -> tuple
     return np.array(sorted(train)), np.array(sorted(val))
 
 
-def load_splits(size: int, val_fraction: float = 0.15, seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """``(train, val, test)``: ``Training/`` split stratified into train and validation.
+def load_splits(size: int, split: str | None = None, val_fraction: float = 0.15,
+                seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """``(train, val, test)`` at ``size`` px: the course's grouped split unless told otherwise.
 
-    The official ``Testing/`` folder is returned untouched; use it only for the final score,
-    never to choose a model or a hyper-parameter.
+    ``split="grouped"`` (the default, ``load_grouped_split``): all 7023 images pooled and split
+    so that no copy or neighbouring slice crosses train / validation / test.
+    ``split="official"``: the ``Training/`` folder split stratified into train and validation
+    (``val_fraction``, ``seed``) and the ``Testing/`` folder untouched, for comparison with
+    published figures; most of its test images have a copy in ``Training/``.
+    ``None`` takes the environment's choice (``COURSE_SPLIT``, default grouped). Either way the
+    test part is for the final score only, never to choose a model or a hyper-parameter.
     """
-    training = load_images("Training", size)
-    train_idx, val_idx = stratified_split(training.labels.numpy(), val_fraction, seed)
-    return training.subset(train_idx), training.subset(val_idx), load_images("Testing", size)
+    split = split or current_split()
+    if split == "grouped":
+        return load_grouped_split(size)
+    if split == "official":
+        training = load_images("Training", size)
+        train_idx, val_idx = stratified_split(training.labels.numpy(), val_fraction, seed)
+        return training.subset(train_idx), training.subset(val_idx), load_images("Testing", size)
+    raise ValueError(f"split={split!r} is not a split; use one of {', '.join(SPLIT_CHOICES)} "
+                     f"(or set {SPLIT_VARIABLE})")
 
 
 def read_grouped_split(path: Path | None = None) -> list[dict[str, str]]:

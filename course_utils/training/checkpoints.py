@@ -33,7 +33,7 @@ from ..models.cnn import SmallCNN
 from ..models.inspection import unwrap
 from ..models.pretrained import BACKBONES, build_backbone
 from ..models.resnet import PlainNet, SmallResNet
-from ..profiles import DEFAULT_SEED, active_seed, current_profile
+from ..profiles import DEFAULT_SEED, active_seed, current_profile, current_split
 
 
 # --------------------------------------------------------------------------------------
@@ -47,10 +47,14 @@ def checkpoint_dir(profile: str | None = None, create: bool = True) -> Path:
     Each profile has its own folder, so a one-epoch smoke run never replaces the model a
     full run trained. A run with another seed than the default (``COURSE_SEED``) writes to
     ``checkpoints/<profile>/seed<N>/``: measuring the spread never touches the models that
-    later lessons load. ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
+    later lessons load. A run on the official split (``COURSE_SPLIT=official``) writes to
+    ``checkpoints/<profile>/official/``, so its models never mix with the grouped split's.
+    ``COURSE_CHECKPOINT_DIR`` moves the whole tree elsewhere.
     """
     root = Path(os.environ.get("COURSE_CHECKPOINT_DIR", project_root() / "checkpoints"))
     folder = root / (profile or current_profile())
+    if current_split() != "grouped":
+        folder = folder / current_split()
     if active_seed() != DEFAULT_SEED:
         folder = folder / f"seed{active_seed()}"
     if create:
@@ -350,7 +354,7 @@ class ModelCard:
     std: float = 1.0
     classes: tuple[str, ...] = CLASSES
     flips: bool = False
-    split: str = "stratified: official Training split, 15 % validation (seed 0)"
+    split: str = field(default_factory=current_split)
     lesson: str | None = None
     extra: dict = field(default_factory=dict)
 
