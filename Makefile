@@ -6,13 +6,15 @@ PY := $(BIN)/python
 # pytest-xdist: two workers, one whole notebook or test module per worker.
 JOBS ?= 2
 
-.PHONY: help setup test unit notebooks lab app data cache results book book-test clean
+.PHONY: help setup test unit notebooks lesson lab app data cache results book book-test clean
 
 help:
 	@echo "make setup      create .venv and install the course with its test tools"
 	@echo "make test       unit tests + every lesson under nbval (smoke profile)"
 	@echo "make unit       unit tests only"
 	@echo "make notebooks  every lesson under nbval (smoke profile)"
+	@echo "make lesson L=08  run one lesson top to bottom (COURSE_PROFILE, default full; COURSE_SPLIT=official"
+	@echo "                  for the dataset's own split, COURSE_SEED=1 for another seed); records its results"
 	@echo "make lab        open the course in JupyterLab (lessons open as notebooks)"
 	@echo "make app        the lesson-15 MRI classifier as a standalone web app (Voila) on http://127.0.0.1:8866"
 	@echo "make data       download the MRI dataset into data/ and verify it (says so if it is already there)"
@@ -57,6 +59,16 @@ notebooks:
 # and chooses for itself; any other value is put into Jupyter's environment.
 OPENMP_ENV = $(shell $(PY) -c "from course_utils.profiles import openmp_exports; print(openmp_exports())")
 KERNEL_CONFIG = mkdir -p $(VENV)/etc/ipython && cp jupyter/ipython_kernel_config.py $(VENV)/etc/ipython/
+
+# One lesson, executed without JupyterLab, e.g. `make lesson L=08` or, to record the same
+# lesson on the dataset's official split, `COURSE_SPLIT=official make lesson L=08`. The executed
+# notebook is written to runs/ (ignored by git); full-profile results go to results/results.json.
+lesson:
+	@test -n "$(L)" || { echo "usage: make lesson L=08  [COURSE_SPLIT=official] [COURSE_SEED=1]"; exit 2; }
+	@mkdir -p runs
+	$(KERNEL_CONFIG)
+	$(OPENMP_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupytext --to ipynb --execute \
+		$(wildcard notebooks/$(L)_*.md) -o runs/$(L)-$${COURSE_PROFILE:-full}-$${COURSE_SPLIT:-grouped}-seed$${COURSE_SEED:-0}.ipynb
 
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as
 # notebooks on double-click. The larger websocket limit lets the lesson-15 app receive
