@@ -138,6 +138,10 @@ def record(lesson: str, name: str, path: Path = RESULTS_JSON, **numbers) -> dict
     (``COURSE_SEED``) is added to the row's ``seeds``, from which ``spread`` measures how much
     the lesson's results vary. Returns the row. In the smoke profile it is printed, not saved.
     """
+    reserved = sorted(set(numbers) & set(META_KEYS))
+    if reserved:
+        raise ValueError(f"{', '.join(reserved)}: reserved for what record() adds to a row; "
+                         f"name the number otherwise (e.g. n_seeds)")
     info = machine_info()
     seed = active_seed()
     split = numbers.pop("split", None) or current_split()

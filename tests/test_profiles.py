@@ -219,3 +219,11 @@ def test_long_stages_announce_their_recorded_minutes(tmp_path, monkeypatch, caps
     assert "no full-profile time recorded yet" in results.announce_minutes("11", "lite0", path=path)
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     assert results.announce_minutes("08", "cnn", path=path) == ""
+
+
+def test_record_refuses_the_names_it_adds_itself(tmp_path, monkeypatch):
+    from course_utils import results
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    with pytest.raises(ValueError, match="seeds: reserved"):
+        results.record("05", "mlp", path=tmp_path / "r.json", seeds=3, test_acc=0.9)
+    assert not (tmp_path / "r.json").exists()
