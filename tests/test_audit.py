@@ -197,3 +197,43 @@ def test_committed_clean_test_manifest_is_leakage_free():
     clean = audit.load_clean_test(32)
     assert clean.files == [r["file"] for r in rows]
     assert [clean.classes[k] for k in clean.labels.tolist()] == [r["label"] for r in rows]
+
+
+# ------------------------------------------------------------------------------------------
+# The memorisation baseline and the overlay score
+# ------------------------------------------------------------------------------------------
+
+
+def test_nearest_neighbour_lookup_returns_the_label_of_a_copy():
+    reference = thumbnails([phantom(seed) for seed in range(6)], 32)
+    labels = np.array([0, 1, 2, 3, 0, 1])
+    brighter = (reference[[4, 1]].float() * 0.8 + 30).round().to(torch.uint8)   # other gain and offset
+    predicted, similarity, index = audit.nearest_neighbour_labels(brighter, reference, labels)
+    assert index.tolist() == [4, 1] and predicted.tolist() == [0, 1]
+    assert np.all(similarity > 0.99)
+
+
+def test_nearest_neighbour_lookup_finds_mirrored_copies_only_when_asked():
+    reference = thumbnails([phantom(seed) for seed in range(6)], 32)
+    labels = np.arange(6)
+    mirrored = reference.flip(-1)
+    plain, plain_similarity, _ = audit.nearest_neighbour_labels(mirrored, reference, labels)
+    found, similarity, _ = audit.nearest_neighbour_labels(mirrored, reference, labels, mirrors=True)
+    assert found.tolist() == labels.tolist() and np.all(similarity > 0.999)
+    assert np.all(plain_similarity < similarity)   # as is, a mirrored phantom is another picture
+    with pytest.raises(ValueError, match="no reference"):
+        audit.nearest_neighbour_labels(mirrored, reference[:0], labels[:0])
+
+
+def test_overlay_score_counts_marks_beside_the_head_only():
+    head = np.asarray(data.square_resize(phantom(3), 96)).copy()
+    plain = torch.from_numpy(head.copy())
+    marked = head.copy()
+    marked[86:92, 4:40:4] = 255                       # a row of bright "letters" in the black corner
+    inside = head.copy()
+    inside[44:50, 40:56:4] = 255                      # the same marks written across the head
+    score = audit.overlay_score(torch.stack([plain, torch.from_numpy(marked), torch.from_numpy(inside)]))
+    assert score[0] == 0
+    assert score[1] > 20
+    assert score[2] == 0                              # the score only sees marks beside the head
+    assert audit.head_mask(plain)[48, 48] and not audit.head_mask(plain)[90, 5]

@@ -19,17 +19,26 @@ tells neighbouring slices of one scan apart from true copies much better (*coars
 Pairs at or above ``NEAR_DUPLICATE_THRESHOLD`` are near duplicates; lesson 13 shows the pairs
 just above and below it, which is how the threshold was chosen.
 
-**The leakage-free test set** keeps the ``Testing/`` images that have neither an exact nor a
-near duplicate anywhere in ``Training/``. It is committed as ``clean_test_manifest.csv`` next
-to this file; ``load_clean_test(size)`` returns it as an ``ImageSet``.
+**The near-duplicate-free Testing images** are the ``Testing/`` images that have neither an
+exact nor a near duplicate anywhere in ``Training/``. They are listed in
+``clean_test_manifest.csv`` next to this file; ``load_clean_test(size)`` returns them as an
+``ImageSet``. They are *not* a leakage-free test set: copies this audit misses and
+neighbouring slices of one scan remain, and the set keeps hardly any *notumor* images. The
+course's benchmark is the grouped split (``course_utils.data.grouping``).
 
 **Copies this audit misses** (rotated by 90°, re-framed, re-contrasted beyond a gain) and
 **neighbouring slices of one scan** are found by ``course_utils.data.grouping``, which builds
 same-slice and same-scan groups on top of these pairs and the grouped split.
 
+**A memorisation baseline**: ``nearest_neighbour_labels`` classifies an image by the label of
+its most similar known image, with no training at all. On a test set full of copies of the
+training images it scores high by memory alone; that score is the yardstick a trained
+model's accuracy on the same split has to be read against.
+
 **Shortcuts**: ``shortcut_features`` describes each file by what has nothing to do with
-anatomy (size, aspect, black border, format, colour mode, bytes), and ``ct_score`` flags
-slices that look like CT rather than MRI (a bright, saturated skull).
+anatomy (size, aspect, black border, format, colour mode, bytes), ``overlay_score`` finds
+marks written onto a slice outside the head (text, frames, scale bars, logos, watermarks),
+and ``ct_score`` flags slices that look like CT rather than MRI (a bright, saturated skull).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..files import atomic_write_csv
 from .cache import ImageSet, load_images
@@ -309,15 +319,15 @@ def audit_dataset(threshold: float = NEAR_DUPLICATE_THRESHOLD) -> DuplicateAudit
 
 
 # ------------------------------------------------------------------------------------------
-# The leakage-free test set, as a committed file
+# The near-duplicate-free Testing images, as a committed file
 # ------------------------------------------------------------------------------------------
 
 CLEAN_COLUMNS = ("file", "label", "sha256", "nearest_training_file", "similarity")
 
 
 def write_clean_test_manifest(audit: DuplicateAudit, path: Path = CLEAN_TEST_MANIFEST) -> int:
-    """Write the leakage-free Testing files, each with its nearest Training image and their
-    similarity (below the threshold, by construction). Returns the number of rows."""
+    """Write the near-duplicate-free Testing files, each with its nearest Training image and
+    their similarity (below the threshold, by construction). Returns the number of rows."""
     test = np.flatnonzero(audit.splits == "Testing")
     position = {index: p for p, index in enumerate(test)}
     rows = []
@@ -340,7 +350,9 @@ def read_clean_test_manifest(path: Path = CLEAN_TEST_MANIFEST) -> list[dict[str,
 
 
 def load_clean_test(size: int, path: Path = CLEAN_TEST_MANIFEST) -> ImageSet:
-    """The leakage-free test set at ``size`` px: the ``Testing`` images listed in the manifest."""
+    """The near-duplicate-free Testing images at ``size`` px (listed in the manifest): Testing
+    images without an exact or near copy in Training. Not leakage-free (see the module
+    docstring); the course's test set is the grouped split's."""
     wanted = [row["file"] for row in read_clean_test_manifest(path)]
     test = load_images("Testing", size)
     position = {f: i for i, f in enumerate(test.files)}
@@ -348,6 +360,36 @@ def load_clean_test(size: int, path: Path = CLEAN_TEST_MANIFEST) -> ImageSet:
     if missing:
         raise ValueError(f"{len(missing)} files of {path.name} are not in Testing/, e.g. {missing[0]}")
     return test.subset([position[f] for f in wanted])
+
+
+# ------------------------------------------------------------------------------------------
+# A memorisation baseline: the label of the most similar known image
+# ------------------------------------------------------------------------------------------
+
+
+def nearest_neighbour_labels(query: torch.Tensor, reference: torch.Tensor, reference_labels,
+                             mirrors: bool = False, block: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label each ``query`` image with the label of its most similar ``reference`` image (1-NN).
+
+    Nothing is trained: the "model" is the reference images and their labels, looked up.
+    Similarity is the correlation of the thumbnails (``descriptors``), so a copy with another
+    brightness or contrast still matches; ``mirrors=True`` also tries the three other
+    orientations the audit tries. A test image that has a copy among the references gets the
+    copy's label, so on a test set full of copies this lookup scores high by memory alone.
+
+    Returns ``(predicted labels, similarity, index into reference)``, one of each per query.
+    """
+    labels = np.asarray(reference_labels)
+    if len(reference) == 0:
+        raise ValueError("no reference images to look up")
+    if mirrors:
+        similarity, index, _ = nearest_neighbours(query, reference, block=block)
+    else:
+        ref = descriptors(reference)
+        best = [(descriptors(query[start:start + block]) @ ref.T).max(dim=1) for start in range(0, len(query), block)]
+        similarity = torch.cat([b.values for b in best]).numpy() if best else np.zeros(0, np.float32)
+        index = torch.cat([b.indices for b in best]).numpy() if best else np.zeros(0, np.int64)
+    return labels[index], similarity, index
 
 
 # ------------------------------------------------------------------------------------------
@@ -379,6 +421,40 @@ def shortcut_features(infos, images: torch.Tensor) -> np.ndarray:
     return features
 
 
+def head_mask(image: torch.Tensor, level: int = 25, min_share: float = 0.02, margin: int = 6) -> np.ndarray:
+    """Boolean ``(H, W)``: the head in one uint8 image and a ``margin`` of pixels around it.
+
+    The head is every bright region (above ``level``) covering at least ``min_share`` of the
+    image (the brain, and a skull ring that the dark bone may separate from it), closed,
+    with its holes filled; small bright marks elsewhere are left out.
+    """
+    bright = image.numpy() > level
+    regions, n = ndimage.label(bright)
+    if n == 0:
+        return np.zeros(bright.shape, dtype=bool)
+    sizes = ndimage.sum(bright, regions, range(1, n + 1))
+    large = np.isin(regions, 1 + np.flatnonzero(sizes >= min_share * bright.size))
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(large, iterations=3))
+    return ndimage.binary_dilation(head, iterations=margin) if margin else head
+
+
+def overlay_score(images: torch.Tensor, edge: float = 150.0, level: int = 25, margin: int = 6) -> np.ndarray:
+    """Per image ``(N, H, W)`` uint8: how many pixels outside the head (``head_mask``) lie on a
+    strong edge (Sobel gradient magnitude above ``edge``).
+
+    The background of a plain slice is black or faint noise: no strong edges. Text, a frame,
+    a scale bar, a logo or a watermark written onto the image makes them. The score finds
+    marks *beside* the head only; one written across the brain is missed, so look at the
+    images it ranks first, and do not read a low score as "no mark".
+    """
+    scores = np.zeros(len(images))
+    for n, image in enumerate(images):
+        x = image.numpy().astype(np.float64)
+        gradient = np.hypot(ndimage.sobel(x, 0), ndimage.sobel(x, 1))
+        scores[n] = ((gradient > edge) & ~head_mask(image, level, margin=margin)).sum()
+    return scores
+
+
 def ct_score(images: torch.Tensor, head_level: int = 20, saturated: int = 240) -> np.ndarray:
     """How CT-like each slice looks: the share of head pixels that are saturated (≥ ``saturated``).
 
@@ -401,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                                    audit_dataset, "audited")
     if command == "write-clean-test":
         n = write_clean_test_manifest(audit)
-        print(f"wrote {n} leakage-free Testing files to {CLEAN_TEST_MANIFEST}")
+        print(f"wrote {n} near-duplicate-free Testing files to {CLEAN_TEST_MANIFEST}")
     else:
         for name, row in audit.counts().items():
             print(name, row)

@@ -8,7 +8,8 @@
 * ``inference``: ``TrainedModel`` and ``load_lesson_model``, the one inference path;
 * ``metrics``, ``calibration``: scoring a classifier; ``scoring``: test scores with n and a
   95 % interval, and paired comparisons of two models; ``features``: cached backbone
-  features; ``pruning``: sparsity; ``distributed``: several processes.
+  features; ``baselines``: a logistic regression or small MLP on fixed features, trained in
+  seconds; ``pruning``: sparsity; ``distributed``: several processes.
 
 The most used names are importable from ``course_utils.training`` itself.
 """
