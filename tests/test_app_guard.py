@@ -105,6 +105,21 @@ def test_guard_check_names_each_failed_test():
     assert guard.calibrate(probs).argmax() == 0 and guard.calibrate(probs).max() < 0.7
 
 
+def test_roughness_by_hand_and_the_guard_refuses_noise_by_it():
+    stripes = np.zeros((1, 4, 4), np.uint8)
+    stripes[:, :, 1::2] = 255                   # every horizontal neighbour differs fully, no vertical one
+    assert app.roughness(stripes) == pytest.approx([0.5])
+    assert app.roughness(np.full((1, 8, 8), 77, np.uint8)) == pytest.approx([0.0])
+    noise = np.random.default_rng(0).integers(0, 256, (1, 128, 128)).astype(np.uint8)
+    assert app.roughness(noise) == pytest.approx([1 / 3], abs=0.01)   # E|U - V| = 1/3 for uniform U, V
+    guard = app.Guard(temperature=1.0, energy_threshold=1e9, black_range=(0.0, 1.0), n_val=10,
+                      roughness_range=(0.01, 0.1))
+    smooth = np.tile(np.linspace(0, 255, 128).astype(np.uint8), (1, 128, 1))  # a ramp: roughness 1/254 / 2
+    verdicts = guard.check(np.zeros((2, 4)), np.concatenate([noise, smooth]))
+    assert not verdicts[0].accepted and "roughness" in verdicts[0].explain()
+    assert not verdicts[1].accepted and verdicts[1].roughness < 0.01
+
+
 def test_fit_guard_uses_validation_quantiles_and_temperature(trained):
     val = _validation()
     guard = app.fit_guard(trained, val, energy_keep=0.75, image_keep=0.9)
@@ -113,6 +128,7 @@ def test_fit_guard_uses_validation_quantiles_and_temperature(trained):
     assert guard.energy_threshold == app.threshold_keeping(energies, 0.75)
     assert (energies <= guard.energy_threshold).sum() == 18               # 75 % of 24
     assert guard.black_range == app.central_range(app.guard.black_share(val.images), 0.9)
+    assert guard.roughness_range == app.central_range(app.roughness(val.images), 0.9)
     probs, _ = trained.predict(x)
     assert guard.temperature == pytest.approx(calibration.fit_temperature(probs, val.labels.numpy()))
     assert guard.n_val == 24

@@ -14,7 +14,7 @@ probabilities are not calibrated certainties, and a heat map is not a segmentati
 from .upload import (MAX_ASPECT, MAX_BYTES, MAX_PIXELS, MIN_SIDE, check_dimensions, decode_upload,
                      decompression_bomb_png, UploadError)
 from .gallery import gallery, GalleryItem, load_gallery_image
-from .guard import (ENERGY_KEEP, IMAGE_KEEP, REJECT_MESSAGE, central_range, energy_score, fit_guard, Guard,
+from .guard import (ENERGY_KEEP, IMAGE_KEEP, REJECT_MESSAGE, central_range, energy_score, fit_guard, Guard, roughness,
                     load_guard, max_softmax, model_logits, threshold_keeping, training_index, TrainingIndex,
                     TrainingMatch, Verdict)
 from .analysis import analyse, Analysis, grad_cam_map, one_thread, predict_probabilities, prepare
@@ -27,7 +27,7 @@ from .serve import APP_TAG, LESSON, PAGE_TITLE, WEBSOCKET_MAX_BYTES, app_noteboo
 __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimensions", "decode_upload",
            "decompression_bomb_png", "UploadError", "gallery", "GalleryItem", "load_gallery_image",
            "ENERGY_KEEP", "IMAGE_KEEP", "REJECT_MESSAGE", "central_range", "energy_score", "fit_guard", "Guard",
-           "load_guard", "max_softmax", "model_logits", "threshold_keeping", "training_index", "TrainingIndex",
+           "roughness", "load_guard", "max_softmax", "model_logits", "threshold_keeping", "training_index", "TrainingIndex",
            "TrainingMatch", "Verdict", "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
            "figure_png", "overlay_figure", "probability_figure", "result_figure", "show_figure",
            "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",

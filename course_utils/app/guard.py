@@ -1,9 +1,9 @@
 """Saying "I don't know": an out-of-distribution guard and a memorised-image check for the app.
 
 A classifier's softmax always sums to one, so it answers noise, a black square or a cat
-photo as confidently as a brain slice. The guard adds two pieces of evidence, each with a
+photo as confidently as a brain slice. The guard adds three pieces of evidence, each with a
 threshold chosen on *validation* images (never the test set), and rejects an image that
-fails either:
+fails any of them:
 
 * the model's **energy score** ``E(x) = −T · log Σ_k exp(z_k / T)`` (Liu et al., 2020) with
   ``T = 1``: low (very negative) when some logit is large, i.e. when the input resembles what
@@ -12,7 +12,13 @@ fails either:
 * the image's **share of black pixels** (lesson 13's ``black_share``): every slice of this
   dataset sits on a black background, noise and photos mostly do not, and a blank image is
   nothing but black or nothing but white. It must lie in the range that keeps the central
-  ``IMAGE_KEEP`` (99 %) of validation images.
+  ``IMAGE_KEEP`` (99 %) of validation images;
+* the image's **roughness**: the mean absolute difference between neighbouring pixels, as a
+  share of the grey range. An MRI slice is smooth inside each tissue; pixel noise changes at
+  every pixel (uniform noise has a roughness of about 1/3). It must lie in the range that
+  keeps the central ``IMAGE_KEEP`` of validation images. A confident model is no defence
+  here: a network trained on the grouped split can call noise "notumor" with high confidence,
+  so its energy passes.
 
 The probabilities the app shows are temperature-scaled (lesson 13's ``fit_temperature``,
 fitted on the same validation images). The guard is fitted once per checkpoint and cached
@@ -42,6 +48,7 @@ from ..data.images import model_pixels
 from ..data.source import sha256_of
 from ..data.splits import load_splits
 from ..files import atomic_write_text, json_load, read_or_explain
+from ..profiles import current_split
 from ..training.calibration import apply_temperature, fit_temperature
 from ..training.inference import TrainedModel
 
@@ -49,7 +56,7 @@ from ..training.inference import TrainedModel
 ENERGY_KEEP = 0.95   # the energy threshold keeps this share of validation images
 IMAGE_KEEP = 0.99    # the black-share range keeps this central share of validation images
 REJECT_MESSAGE = "This does not look like a brain MRI slice of the kind the model was trained on"
-GUARD_VERSION = 1    # bump when the guard's fields or rules change, so cached guards are refitted
+GUARD_VERSION = 2    # bump when the guard's fields or rules change, so cached guards are refitted
 
 
 # ------------------------------------------------------------------------------------------
@@ -109,6 +116,16 @@ def black_share(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
     return audit.black_share(torch.as_tensor(np.asarray(pixels)))
 
 
+def roughness(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Mean absolute difference between horizontally and vertically neighbouring pixels, in
+    [0, 1], for ``uint8`` images ``(N, H, W)``: near 0 for smooth images, about 1/3 for
+    uniform noise."""
+    x = torch.as_tensor(np.asarray(pixels)).float() / 255
+    across = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 2))
+    down = (x[:, 1:, :] - x[:, :-1, :]).abs().mean(dim=(1, 2))
+    return ((across + down) / 2).numpy()
+
+
 # ------------------------------------------------------------------------------------------
 # The guard
 # ------------------------------------------------------------------------------------------
@@ -121,6 +138,7 @@ class Verdict:
     accepted: bool
     energy: float
     black_share: float
+    roughness: float = 0.0
     reasons: tuple[str, ...] = ()
 
     def explain(self) -> str:
@@ -136,6 +154,7 @@ class Guard:
     energy_threshold: float
     black_range: tuple[float, float]
     n_val: int
+    roughness_range: tuple[float, float] = (0.0, 1.0)
     energy_keep: float = ENERGY_KEEP
     image_keep: float = IMAGE_KEEP
     checkpoint_sha256: str = ""
@@ -144,10 +163,11 @@ class Guard:
 
     def check(self, logits: np.ndarray, pixels: np.ndarray) -> list[Verdict]:
         """A ``Verdict`` per image, from its logits ``(N, C)`` and pixels ``uint8 (N, H, W)``."""
-        energies, shares = energy_score(logits), black_share(pixels)
+        energies, shares, rough = energy_score(logits), black_share(pixels), roughness(pixels)
         low, high = self.black_range
+        smooth, coarse = self.roughness_range
         verdicts = []
-        for e, s in zip(energies, shares):
+        for e, s, r in zip(energies, shares, rough):
             reasons = []
             if e > self.energy_threshold:
                 reasons.append(f"The model's energy score {e:.2f} is above {self.energy_threshold:.2f}, the "
@@ -155,7 +175,11 @@ class Guard:
             if not low <= s <= high:
                 reasons.append(f"{s:.0%} of its pixels are black; {self.image_keep:.0%} of validation slices "
                                f"have between {low:.0%} and {high:.0%}.")
-            verdicts.append(Verdict(not reasons, float(e), float(s), tuple(reasons)))
+            if not smooth <= r <= coarse:
+                reasons.append(f"Its roughness (neighbouring pixels differ by {r:.1%} of the grey range on average) "
+                               f"is outside {smooth:.1%} to {coarse:.1%}, the range of {self.image_keep:.0%} of "
+                               f"validation slices.")
+            verdicts.append(Verdict(not reasons, float(e), float(s), float(r), tuple(reasons)))
         return verdicts
 
     def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
@@ -165,7 +189,7 @@ class Guard:
 
 def fit_guard(trained: TrainedModel, val: ImageSet, energy_keep: float = ENERGY_KEEP,
               image_keep: float = IMAGE_KEEP, validation: str = "") -> Guard:
-    """Fit the temperature and both thresholds on validation images ``val`` (at the model's size)."""
+    """Fit the temperature and the three thresholds on validation images ``val`` (at the model's size)."""
     x = trained.preprocess(val)
     probs, labels = trained.predict(x, "cpu")
     labels = val.labels.numpy()
@@ -173,6 +197,7 @@ def fit_guard(trained: TrainedModel, val: ImageSet, energy_keep: float = ENERGY_
     return Guard(temperature=fit_temperature(probs, labels),
                  energy_threshold=threshold_keeping(energy_score(logits), energy_keep),
                  black_range=central_range(black_share(val.images), image_keep), n_val=len(val),
+                 roughness_range=central_range(roughness(val.images), image_keep),
                  energy_keep=energy_keep, image_keep=image_keep, checkpoint_sha256=sha256_of(trained.path),
                  validation=validation)
 
@@ -192,13 +217,15 @@ def load_guard(trained: TrainedModel, per_class: int | None = None) -> Guard:
     """The checkpoint's guard: read from its cache if it was fitted on this very checkpoint
     with the same validation images and rules, else fitted now and cached."""
     path, sha = guard_path(trained), sha256_of(trained.path)
-    validation = f"stratified validation split, {'all images' if per_class is None else f'{per_class} per class'}"
+    validation = (f"{current_split()} split's validation part, "
+                  f"{'all images' if per_class is None else f'{per_class} per class'}")
     if path.is_file():
         stored = read_or_explain(path, json_load, made_by="course_utils.app.guard.load_guard",
                                  fix=f"delete {path.name}; the app fits the guard again")
         if (stored.get("checkpoint_sha256") == sha and stored.get("validation") == validation
                 and stored.get("version") == GUARD_VERSION):
             stored["black_range"] = tuple(stored["black_range"])
+            stored["roughness_range"] = tuple(stored["roughness_range"])
             return Guard(**stored)
     guard = fit_guard(trained, validation_images(trained, per_class), validation=validation)
     atomic_write_text(path, json.dumps(asdict(guard), indent=1) + "\n")
