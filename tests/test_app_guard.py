@@ -107,17 +107,20 @@ def test_guard_check_names_each_failed_test():
 
 def test_roughness_by_hand_and_the_guard_refuses_noise_by_it():
     stripes = np.zeros((1, 4, 4), np.uint8)
-    stripes[:, :, 1::2] = 255                   # every horizontal neighbour differs fully, no vertical one
-    assert app.roughness(stripes) == pytest.approx([0.5])
-    assert app.roughness(np.full((1, 8, 8), 77, np.uint8)) == pytest.approx([0.0])
-    noise = np.random.default_rng(0).integers(0, 256, (1, 128, 128)).astype(np.uint8)
-    assert app.roughness(noise) == pytest.approx([1 / 3], abs=0.01)   # E|U - V| = 1/3 for uniform U, V
+    stripes[:, :, 1::2] = 255          # horizontal neighbours differ fully (1), vertical ones not (0): 0.5;
+    assert app.roughness(stripes) == pytest.approx([1.0])   # ... over a mean absolute deviation of 0.5
+    assert app.roughness(np.full((1, 8, 8), 77, np.uint8)) == pytest.approx([0.0])   # blank: 0, not 0/0
+    rng = np.random.default_rng(0)
+    uniform = rng.integers(0, 256, (1, 256, 256)).astype(np.uint8)
+    assert app.roughness(uniform) == pytest.approx([4 / 3], abs=0.02)     # E|U - V| / E|U - 1/2|
+    weak = np.clip(rng.normal(128, 10, (1, 256, 256)), 0, 255).astype(np.uint8)
+    assert app.roughness(weak) == pytest.approx([2 / np.sqrt(2)], abs=0.05)  # Gaussian: same ratio at any level
     guard = app.Guard(temperature=1.0, energy_threshold=1e9, black_range=(0.0, 1.0), n_val=10,
-                      roughness_range=(0.01, 0.1))
-    smooth = np.tile(np.linspace(0, 255, 128).astype(np.uint8), (1, 128, 1))  # a ramp: roughness 1/254 / 2
-    verdicts = guard.check(np.zeros((2, 4)), np.concatenate([noise, smooth]))
+                      roughness_range=(0.05, 0.6))
+    ramp = np.tile(np.linspace(0, 255, 128).astype(np.uint8), (1, 128, 1))   # smoother than any slice
+    verdicts = guard.check(np.zeros((3, 4)), np.concatenate([uniform[:, :128, :128], weak[:, :128, :128], ramp]))
     assert not verdicts[0].accepted and "roughness" in verdicts[0].explain()
-    assert not verdicts[1].accepted and verdicts[1].roughness < 0.01
+    assert not verdicts[1].accepted and not verdicts[2].accepted and verdicts[2].roughness < 0.05
 
 
 def test_fit_guard_uses_validation_quantiles_and_temperature(trained):

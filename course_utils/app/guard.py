@@ -13,10 +13,12 @@ fails any of them:
   dataset sits on a black background, noise and photos mostly do not, and a blank image is
   nothing but black or nothing but white. It must lie in the range that keeps the central
   ``IMAGE_KEEP`` (99 %) of validation images;
-* the image's **roughness**: the mean absolute difference between neighbouring pixels, as a
-  share of the grey range. An MRI slice is smooth inside each tissue; pixel noise changes at
-  every pixel (uniform noise has a roughness of about 1/3). It must lie in the range that
-  keeps the central ``IMAGE_KEEP`` of validation images. A confident model is no defence
+* the image's **roughness**: the mean absolute difference between neighbouring pixels,
+  relative to the image's own contrast (its mean absolute deviation from its mean grey). An
+  MRI slice is smooth inside each tissue, so neighbours differ far less than the image varies
+  overall; in pixel noise neighbours are as different as any two pixels (a ratio above 1,
+  whatever the noise's strength). It must lie in the range that keeps the central
+  ``IMAGE_KEEP`` of validation images. A confident model is no defence
   here: a network trained on the grouped split can call noise "notumor" with high confidence,
   so its energy passes.
 
@@ -56,7 +58,7 @@ from ..training.inference import TrainedModel
 ENERGY_KEEP = 0.95   # the energy threshold keeps this share of validation images
 IMAGE_KEEP = 0.99    # the black-share range keeps this central share of validation images
 REJECT_MESSAGE = "This does not look like a brain MRI slice of the kind the model was trained on"
-GUARD_VERSION = 2    # bump when the guard's fields or rules change, so cached guards are refitted
+GUARD_VERSION = 3    # bump when the guard's fields or rules change, so cached guards are refitted
 
 
 # ------------------------------------------------------------------------------------------
@@ -117,13 +119,19 @@ def black_share(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def roughness(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Mean absolute difference between horizontally and vertically neighbouring pixels, in
-    [0, 1], for ``uint8`` images ``(N, H, W)``: near 0 for smooth images, about 1/3 for
-    uniform noise."""
+    """How much neighbouring pixels differ, relative to how much the image varies overall, for
+    ``uint8`` images ``(N, H, W)``: the mean absolute difference between horizontal and
+    vertical neighbours divided by the mean absolute deviation from the image's mean.
+
+    Near 0 for smooth images (and 0 for a blank one); 4/3 for independent uniform noise
+    (E|U - V| = 1/3 against E|U - 1/2| = 1/4), and about as much for any pixel noise, however
+    strong: dividing by the image's own contrast makes the score blind to the noise's level.
+    """
     x = torch.as_tensor(np.asarray(pixels)).float() / 255
     across = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 2))
     down = (x[:, 1:, :] - x[:, :-1, :]).abs().mean(dim=(1, 2))
-    return ((across + down) / 2).numpy()
+    contrast = (x - x.mean(dim=(1, 2), keepdim=True)).abs().mean(dim=(1, 2))
+    return (((across + down) / 2) / contrast.clamp_min(1e-6)).numpy()
 
 
 # ------------------------------------------------------------------------------------------
@@ -176,9 +184,9 @@ class Guard:
                 reasons.append(f"{s:.0%} of its pixels are black; {self.image_keep:.0%} of validation slices "
                                f"have between {low:.0%} and {high:.0%}.")
             if not smooth <= r <= coarse:
-                reasons.append(f"Its roughness (neighbouring pixels differ by {r:.1%} of the grey range on average) "
-                               f"is outside {smooth:.1%} to {coarse:.1%}, the range of {self.image_keep:.0%} of "
-                               f"validation slices.")
+                reasons.append(f"Its roughness {r:.2f} (how much neighbouring pixels differ, relative to its "
+                               f"contrast) is outside {smooth:.2f} to {coarse:.2f}, the range of "
+                               f"{self.image_keep:.0%} of validation slices.")
             verdicts.append(Verdict(not reasons, float(e), float(s), float(r), tuple(reasons)))
         return verdicts
 
