@@ -30,11 +30,17 @@ SIZE = 32  # the size of the tiny model in tests/conftest.py (checkpoints, train
 
 
 def _slice(width: int = 120, height: int = 100, seed: int = 0) -> np.ndarray:
-    """A bright textured disc on black, roughly like an axial slice."""
+    """A bright textured disc on black, roughly like an axial slice: a bright rim (skull) and
+    dark folds inside, so that its roughness lies in the range of real slices (the app's guard
+    refuses images smoother or rougher than those)."""
     yy, xx = np.mgrid[0:height, 0:width]
-    disc = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) < (0.4 * min(width, height)) ** 2
+    r2 = (xx - width / 2) ** 2 + (yy - height / 2) ** 2
+    radius = 0.4 * min(width, height)
+    disc = r2 < radius ** 2
     rng = np.random.default_rng(seed)
-    return (disc * (100 + rng.integers(0, 120, (height, width)))).astype(np.uint8)
+    folds = np.sin(xx / 2.0) * np.cos(yy / 2.4) > 0.3
+    img = disc * (100 + rng.integers(0, 120, (height, width)) - 90 * folds) + 80 * (disc & (r2 > (0.85 * radius) ** 2))
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _encode(img: Image.Image, fmt: str, **options) -> bytes:

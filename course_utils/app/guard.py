@@ -127,7 +127,8 @@ def roughness(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
     (E|U - V| = 1/3 against E|U - 1/2| = 1/4), and about as much for any pixel noise, however
     strong: dividing by the image's own contrast makes the score blind to the noise's level.
     """
-    x = torch.as_tensor(np.asarray(pixels)).float() / 255
+    x = (pixels.float() if isinstance(pixels, torch.Tensor)
+         else torch.as_tensor(np.array(pixels, dtype=np.float32))) / 255   # a copy: read-only arrays too
     across = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 2))
     down = (x[:, 1:, :] - x[:, :-1, :]).abs().mean(dim=(1, 2))
     contrast = (x - x.mean(dim=(1, 2), keepdim=True)).abs().mean(dim=(1, 2))
