@@ -214,6 +214,19 @@ def recorded_spread(lesson: str, name: str, metric: str = "test_acc", path: Path
     return spread(row, metric) if row else None
 
 
+def describe_recorded_test(lesson: str, name: str, split: str | None = None, path: Path = RESULTS_JSON) -> str:
+    """A recorded row's test accuracy for a learner: ``"95.04 % [93.5, 96.2], n = 968 same-slice
+    groups"``, or ``"... % of the test images (recorded before intervals were kept)"`` for an
+    older row, or ``"not recorded yet"``. ``split``: the active one unless given."""
+    row = load_results(path).get(row_key(lesson, name, split or current_split()))
+    if not row or "test_acc" not in row:
+        return "not recorded yet"
+    if "test_low" not in row:
+        return f"{100 * row['test_acc']:.2f} % of the test images (recorded before intervals were kept)"
+    return (f"{100 * row['test_acc']:.2f} % [{100 * row['test_low']:.1f}, {100 * row['test_high']:.1f}], "
+            f"n = {row['test_n']} same-slice groups")
+
+
 def describe_spread(stats: dict | None) -> str:
     """"the 3 recorded runs (seeds 0, 1, 2) range from 98.3 to 98.7 % (0.4 points)", for a learner.
 

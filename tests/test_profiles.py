@@ -227,3 +227,18 @@ def test_record_refuses_the_names_it_adds_itself(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="seeds: reserved"):
         results.record("05", "mlp", path=tmp_path / "r.json", seeds=3, test_acc=0.9)
     assert not (tmp_path / "r.json").exists()
+
+
+def test_describe_recorded_test_for_new_old_and_missing_rows(tmp_path):
+    from course_utils import results
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({
+        "08/cnn": {"lesson": "08", "name": "cnn", "split": "grouped", "test_acc": 0.9384, "test_low": 0.9176,
+                   "test_high": 0.9543, "test_n": 668, "date": "2026-11-29"},
+        "08/cnn [official split]": {"lesson": "08", "name": "cnn", "split": "official", "test_acc": 0.9573,
+                                    "date": "2026-11-23"}}))
+    assert results.describe_recorded_test("08", "cnn", "grouped", path) == \
+        "93.84 % [91.8, 95.4], n = 668 same-slice groups"
+    assert results.describe_recorded_test("08", "cnn", "official", path) == \
+        "95.73 % of the test images (recorded before intervals were kept)"
+    assert results.describe_recorded_test("05", "mlp", "grouped", path) == "not recorded yet"
