@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullLocator
 
 from ..training.pruning import _check_fraction
 
@@ -96,7 +95,7 @@ def pruning_explorer_figure(sparsity: float, magnitudes: np.ndarray, layer: np.n
 
     Left: the magnitudes ``|w|`` of one layer (``layer``, called ``layer_name``) with the
     global threshold τ computed from ``magnitudes`` (all prunable weights), and the share of
-    this layer at or below it. Middle and right: the measured ``accuracy`` and ``latency``
+    this layer at or below it (a linear count axis, so the shaded area is the share removed). Middle and right: the measured ``accuracy`` and ``latency``
     curves (name → (share removed, value)), each with a marker at ``sparsity`` (filled where
     measured, hollow where interpolated), and optional retrained points as stars. Only draws; everything is measured before.
     """
@@ -109,9 +108,7 @@ def pruning_explorer_figure(sparsity: float, magnitudes: np.ndarray, layer: np.n
         ax_h.axvspan(edges[0], tau, color="tab:red", alpha=0.15)
         ax_h.axvline(tau, color="tab:red", lw=1.5, label=f"τ = {tau:.4f}")
         ax_h.legend(fontsize=8, loc="upper right")
-    ax_h.set_yscale("log")
-    ax_h.yaxis.set_minor_locator(NullLocator())  # dozens of minor ticks cost a tenth of a second a move
-    ax_h.set(xlabel="|w|", ylabel="number of weights (log scale)",
+    ax_h.set(xlabel="|w|", ylabel="number of weights",
              title=f"{layer_name}: {np.mean(weights <= tau):.0%} of it at or below τ\n"
                    f"(global threshold for {sparsity:.0%} of all weights)")
     _curves(ax_a, accuracy, sparsity, ".3f")
