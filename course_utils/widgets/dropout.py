@@ -218,7 +218,7 @@ def _draw_means(ax: plt.Axes, stats: MaskedMeans) -> None:
     ax.set_xlabel("mean activation of hidden layer 1 (this image)")
     ax.set_ylabel(f"masks (of {stats.scaled.size})")
     ax.set_title("the scaling keeps the mean; the spread grows with p", fontsize=9)
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.legend(fontsize=7.5, loc="upper right")
 
 
 def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
@@ -228,7 +228,7 @@ def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
     ax.plot(curve.rates, curve.single_mask.mean(axis=1), "o-", color="tab:orange", ms=3,
             label="single mask (training mode): mean")
     ax.axhline(curve.eval_mode, color="tab:green", label=f"no dropout (evaluation mode): {curve.eval_mode:.3f}")
-    ax.axvline(p, color="gray", lw=1)
+    ax.axvline(p, color="black", lw=1, ls=":", label=f"p = {p:.2f}")
     ax.set_xlabel("drop probability p")
     ax.set_ylabel("validation accuracy")
     ax.set_title("one random mask per image vs dropout switched off", fontsize=9)
