@@ -254,8 +254,8 @@ def plot_sweep(histories: dict[float, History], selected: float, name: str = "dr
     """Runs that differ in one hyper-parameter (e.g. the dropout rate): the selected run's
     curves (left) and every run's final validation and training accuracy (right).
 
-    This is the callback of lesson 05's dropout-rate slider, which moves over runs computed
-    beforehand (``selected`` must be one of the keys).
+    Lesson 05 draws it for its dropout-rate sweep, selecting the rate with the best
+    validation accuracy (``selected`` must be one of the keys).
     """
     import matplotlib.pyplot as plt  # here: only when drawing
 
