@@ -12,6 +12,13 @@
 * **Lessons as notebooks to download.** Each lesson page's download menu offers the lesson
   as an ``.ipynb`` file (no outputs), written by jupytext from the lesson's Markdown during
   the build, next to the Markdown source in ``_sources/``.
+* **Buttons that open the lesson itself.** All are built from ``repository.url`` in
+  ``_config.yml``. Jupyter Book would point them at ``book/notebooks/...``, a link in the
+  repository; on a lesson page the edit button opens ``notebooks/NN_slug.md``, Binder opens
+  that file in JupyterLab (which shows it as a notebook through jupytext; ``binder/`` installs
+  the course), and Colab, which opens only ``.ipynb`` files on GitHub, opens the lesson's
+  ``.ipynb`` in the published book (``_sources/notebooks/NN_slug.ipynb`` on the branch
+  ``course_published_branch``).
 * **No CDN.** Jupyter Book always loads sphinx-thebe, which writes a script holding a CDN
   address (unpkg) into every page even when live code is off, as it is here; those two
   scripts are dropped from the pages.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import jupytext
 from sphinx.application import Sphinx
@@ -64,19 +72,76 @@ def reread_tested_lessons(app: Sphinx, env, added, changed, removed) -> list[str
     return [doc for doc in getattr(app, "course_tested_runs", []) if doc in env.found_docs]
 
 
-def offer_lesson_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
-    """Write the lesson as ``_sources/<page>.ipynb`` and list it in the page's download menu."""
+def lesson_page(app: Sphinx, pagename: str, doctree) -> bool:
+    """Whether the page is a lesson (``notebooks/NN_slug``), by the course's one rule."""
     if doctree is None or not pagename.startswith("notebooks/"):
+        return False
+    source = Path(app.env.doc2path(pagename)).resolve()
+    return is_lesson(source, source.parent)
+
+
+def offer_lesson_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """List ``_sources/<page>.ipynb`` in the download menu; point the edit button at the lesson.
+
+    Runs before sphinx-book-theme builds its buttons. The edit link is
+    ``<doc_path>/<page>.md``; a lesson's page is ``notebooks/NN_slug``, and the file in the
+    repository is ``notebooks/NN_slug.md`` (``book/notebooks`` is only a link to it).
+    """
+    if not lesson_page(app, pagename, doctree):
         return
-    source = Path(app.env.doc2path(pagename))
-    if not is_lesson(source.resolve(), source.resolve().parent):
+    context["ipynb_source"] = f"{pagename}.ipynb"  # sphinx-book-theme's notebook download entry
+    context["doc_path"] = ""
+
+
+def write_lesson_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Write the lesson as ``_sources/<page>.ipynb``: its cells, no outputs.
+
+    Runs after sphinx-book-theme, whose launch buttons copy the executed notebook to the same
+    place; the file offered for download is the lesson as a learner starts it.
+    """
+    if not lesson_page(app, pagename, doctree):
         return
     target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    notebook = jupytext.read(str(source))
+    notebook = jupytext.read(app.env.doc2path(pagename))
     notebook.metadata.pop("jupytext", None)  # a plain notebook, not paired with a text file
     jupytext.write(notebook, str(target), fmt="ipynb")
-    context["ipynb_source"] = f"{pagename}.ipynb"  # sphinx-book-theme's notebook download entry
+
+
+def launch_urls(app: Sphinx, pagename: str) -> dict[str, str]:
+    """The Binder and Colab addresses of a lesson, from the book's configuration.
+
+    Binder: the repository at its branch, JupyterLab on ``notebooks/NN_slug.md``. Colab: the
+    lesson's ``.ipynb`` as this build writes it, on the branch the built book is published to.
+    """
+    options = app.config.html_theme_options
+    launch = options.get("launch_buttons", {})
+    repo_url = options.get("repository_url", "").rstrip("/")
+    if not repo_url:  # no repository configured: sphinx-book-theme shows no launch buttons either
+        return {}
+    org, repo = urlparse(repo_url).path.strip("/").split("/")[:2]
+    branch = options.get("repository_branch") or "main"
+    urls = {}
+    if launch.get("binderhub_url"):
+        binder = launch["binderhub_url"].rstrip("/")
+        urls["Binder"] = f"{binder}/v2/gh/{org}/{repo}/{branch}?urlpath=lab/tree/{pagename}.md"
+    if launch.get("colab_url"):
+        colab = launch["colab_url"].rstrip("/")
+        published = app.config.course_published_branch
+        urls["Colab"] = f"{colab}/github/{org}/{repo}/blob/{published}/_sources/{pagename}.ipynb"
+    return urls
+
+
+def point_launch_buttons(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Replace the addresses of sphinx-book-theme's Binder and Colab buttons (see ``launch_urls``)."""
+    if not lesson_page(app, pagename, doctree):
+        return
+    urls = launch_urls(app, pagename)
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "launch-buttons":
+            for button in group["buttons"]:
+                if button.get("text") in urls:
+                    button["url"] = urls[button["text"]]
 
 
 def check_widget_assets(app: Sphinx, config: Config) -> None:
@@ -106,12 +171,16 @@ def drop_thebe_scripts(app: Sphinx, pagename: str, templatename: str, context: d
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("course_profile", "full", "env")
+    app.add_config_value("course_published_branch", "gh-pages", "html")
     # priority < 500: before myst-nb reads its configuration
     app.connect("config-inited", set_profile_cache, priority=400)
     app.connect("config-inited", take_in_tested_runs, priority=450)
     app.connect("config-inited", check_widget_assets)
     app.connect("env-get-outdated", reread_tested_lessons)
     app.connect("html-page-context", drop_thebe_scripts, priority=900)
-    # before sphinx-book-theme (priority 501) builds the download menu
+    # before sphinx-book-theme (priority 501) builds the download menu and the edit link
     app.connect("html-page-context", offer_lesson_notebook, priority=450)
+    # after it: its launch buttons copy the executed notebook over _sources/<page>.ipynb
+    app.connect("html-page-context", write_lesson_notebook, priority=600)
+    app.connect("html-page-context", point_launch_buttons, priority=600)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

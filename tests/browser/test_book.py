@@ -8,7 +8,12 @@ Serves ``book/_build/html`` on 127.0.0.1 and opens every page. A page passes whe
 * its math is typeset by MathJax (no raw ``$$`` or ``\\(`` left in the text);
 * every image has loaded (``naturalWidth > 0``);
 * its widgets (sliders, progress bars saved in the notebook) are drawn by the widget manager;
-* exercise solutions (cells tagged ``hide-cell``) are collapsed toggles that open on a click.
+* exercise solutions (cells tagged ``hide-cell``) are collapsed toggles that open on a click;
+* its favicon, fetched by the page, is served (no 404 on any page).
+
+On every lesson page the ``.ipynb`` in the download menu, fetched by the page, is a valid
+nbformat-4 notebook with the lesson's code, and the Binder, Colab, repository, edit and issue
+buttons point at the addresses built from ``repository.url`` in ``book/_config.yml``.
 
 The navigation must list every lesson in ``notebooks/``. Screenshots of the introduction
 and of a lesson go to ``book/_build/screenshots/``.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import threading
@@ -31,6 +37,7 @@ from urllib.parse import urlparse
 import jupytext
 import nbformat
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "book" / "_build" / "html"
@@ -65,6 +72,25 @@ def lessons() -> list[str]:
 
 
 PAGES = built_pages()
+LESSON_PAGES = lessons()
+
+
+def configured_links(lesson_page: str) -> dict[str, str]:
+    """The buttons' addresses a lesson page must have, from ``book/_config.yml`` alone."""
+    config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text(encoding="utf-8"))
+    repo_url = config["repository"]["url"].rstrip("/")
+    org, repo = urlparse(repo_url).path.strip("/").split("/")[:2]
+    branch = config["repository"]["branch"]
+    launch = config["launch_buttons"]
+    published = config["sphinx"]["config"]["course_published_branch"]
+    lesson = lesson_page.removesuffix(".html")  # notebooks/NN_slug
+    return {
+        "source-repository-button": repo_url,
+        "source-edit-button": f"{repo_url}/edit/{branch}/{lesson}.md",
+        "source-issues-button": f"{repo_url}/issues/new",  # then the page's title, in the query
+        "Binder": f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org}/{repo}/{branch}?urlpath=lab/tree/{lesson}.md",
+        "Colab": f"{launch['colab_url'].rstrip('/')}/github/{org}/{repo}/blob/{published}/_sources/{lesson}.ipynb",
+    }
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -128,6 +154,34 @@ SOLUTIONS = """() => [...document.querySelectorAll('.cell.tag_hide-cell')].map(c
     return {toggle: !!details, open: !!(details && details.open),
             visible: !!(input && input.checkVisibility())};
 })"""
+
+# The favicon, fetched by the page itself: a missing one is a failed request (HTTP 404) that
+# headless Chromium would not otherwise make.
+FETCH_ICONS = """async () => Promise.all([...document.querySelectorAll('link[rel~="icon"]')].map(async link => {
+    const response = await fetch(link.href);
+    const body = await response.arrayBuffer();
+    return {href: link.href, status: response.status, type: response.headers.get('content-type'),
+            bytes: body.byteLength};
+}))"""
+
+# The .ipynb in the download menu, fetched as a reader's click would.
+FETCH_NOTEBOOK = """async () => {
+    const link = document.querySelector('.dropdown-download-buttons a.btn-download-notebook-button');
+    if (!link) return null;
+    const response = await fetch(link.href);
+    return {href: link.href, status: response.status, text: await response.text()};
+}"""
+
+# Launch buttons by their text (Binder, Colab); repository buttons by their label.
+BUTTONS = """() => {
+    const links = {};
+    for (const a of document.querySelectorAll('.dropdown-launch-buttons a')) links[a.textContent.trim()] = a.href;
+    for (const label of ['source-repository-button', 'source-edit-button', 'source-issues-button']) {
+        const a = document.querySelector('a.btn-' + label);
+        if (a) links[label] = a.href;
+    }
+    return links;
+}"""
 
 WIDGET_VIEWS = "() => document.querySelectorAll('script[type=\"application/vnd.jupyter.widget-view+json\"]').length"
 
@@ -237,6 +291,10 @@ def visit(server, context):
         if report["solutions"]:  # one toggle opens on a click and shows the code
             page.locator(".cell.tag_hide-cell details > summary").first.click()
             report["solution_opens"] = page.locator(".cell.tag_hide-cell .cell_input").first.is_visible()
+        report["icons"] = page.evaluate(FETCH_ICONS)
+        if page_path in LESSON_PAGES:
+            report["notebook"] = page.evaluate(FETCH_NOTEBOOK)
+            report["buttons"] = page.evaluate(BUTTONS)
         report["nav"] = page.evaluate(
             "() => [...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')]"
             ".map(a => new URL(a.href).pathname)")
@@ -360,15 +418,50 @@ def test_favicon_and_logo_exist(page_path):
         assert (HTML / Path(page_path).parent / found.group(1)).is_file(), f"missing {found.group(1)}"
 
 
-@pytest.mark.parametrize("lesson_page", lessons())
-def test_lesson_downloads_as_notebook(lesson_page):
-    """A lesson page's download menu offers the lesson as an .ipynb: its code, no outputs."""
-    text = (HTML / lesson_page).read_text(encoding="utf-8")
-    link = re.search(r'href="([^"]+\.ipynb)"', text)
-    assert link, "no .ipynb in the page's download menu"
-    notebook = nbformat.read(str(HTML / Path(lesson_page).parent / link.group(1)), as_version=4)
+@pytest.mark.parametrize("page_path", PAGES)
+def test_favicon_is_served(visit, page_path):
+    """The page's favicon is fetched without error (with the request checks of every page)."""
+    report = visit(page_path)
+    icons = report["icons"]
+    assert icons, "the page names no favicon"
+    for icon in icons:
+        assert icon["status"] == 200 and icon["bytes"] > 0, f"favicon {icon['href']}: {icon}"
+        assert icon["type"].startswith("image/"), f"favicon {icon['href']} served as {icon['type']}"
+    assert not report["failed"], f"failed requests: {report['failed']}"
+
+
+@pytest.mark.parametrize("lesson_page", LESSON_PAGES)
+def test_lesson_downloads_as_notebook(visit, lesson_page):
+    """The download menu's .ipynb, fetched by the page: an nbformat-4 notebook, the lesson's code, no outputs."""
+    download = visit(lesson_page)["notebook"]
+    assert download, "no .ipynb in the page's download menu"
+    assert download["status"] == 200, f"{download['href']}: HTTP {download['status']}"
+    raw = json.loads(download["text"])
+    assert raw["nbformat"] == 4, f"{download['href']} is nbformat {raw['nbformat']}"
+    assert "jupytext" not in raw["metadata"], "a paired notebook: Jupyter would look for its .md beside it"
+    notebook = nbformat.reads(download["text"], as_version=4)
     nbformat.validate(notebook)
     lesson = jupytext.read(str(ROOT / lesson_page.replace(".html", ".md")))
     code = [c.source for c in notebook.cells if c.cell_type == "code"]
     assert code == [c.source for c in lesson.cells if c.cell_type == "code"]
     assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("lesson_page", LESSON_PAGES)
+def test_lesson_buttons_use_the_configured_repository(visit, lesson_page):
+    """Binder, Colab, repository, edit and issue buttons, all from ``repository.url``.
+
+    Colab opens the same file the download menu serves (``_sources/notebooks/NN_slug.ipynb``),
+    from the branch the built book is published to.
+    """
+    buttons = visit(lesson_page)["buttons"]
+    expected = configured_links(lesson_page)
+    missing = sorted(set(expected) - set(buttons))
+    assert not missing, f"buttons missing from the page: {missing} (found {sorted(buttons)})"
+    issues = expected.pop("source-issues-button")
+    assert buttons["source-issues-button"].startswith(issues + "?"), buttons["source-issues-button"]
+    wrong = [f"{name}: {buttons[name]} (expected {url})" for name, url in expected.items() if buttons[name] != url]
+    assert not wrong, "\n".join(wrong)
+    # the file Colab opens on the published branch is the one this site serves for download
+    served = urlparse(visit(lesson_page)["notebook"]["href"]).path
+    assert expected["Colab"].endswith(served), f"Colab opens {expected['Colab']}, the site serves {served}"
