@@ -234,8 +234,10 @@ class ClassifierApp:
                                    layout=w.Layout(width="auto", flex="0 0 auto"))
         self.status = w.HTML()
         self.notice = w.HTML()  # memorised image, missing guard
-        self.chart = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain", max_width="100%"))
-        self.overlay = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain", max_width="100%"))
+        # Pictures no wider than their column (no margin: it would reach past it), shrunk on a phone.
+        picture = dict(display="none", object_fit="contain", max_width="100%", margin="0")
+        self.chart = w.Image(format="png", layout=w.Layout(**picture))
+        self.overlay = w.Image(format="png", layout=w.Layout(**picture))
         self.table = w.HTML()
         for widget, name in ((self.status, "status"), (self.notice, "notice"), (self.chart, "chart"), (self.overlay, "overlay"),
                              (self.table, "table"), (self.upload, "upload"), (self.model_menu, "model"),
