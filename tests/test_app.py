@@ -262,10 +262,11 @@ def test_app_answers_errors_and_keeps_working(checkpoints):
 
     good = _encode(Image.fromarray(_slice(), "L"), "PNG")
     ui.upload.value = _upload_value("scan.png", good)          # through the widget's observer
-    assert ui.analysis is not None and "mri-app-ok" in ui.status.value
+    assert ui.analysis is not None and "mri-app-unlabelled" in ui.status.value  # an upload: no known label
+    assert "No known label" in ui.status.value and "folder label" not in ui.status.value
     assert ui.chart.value[:4] == b"\x89PNG" and ui.overlay.value[:4] == b"\x89PNG"
     assert ui.chart.layout.display is None and ui.table.value.count("<tr") == 4
-    assert ui.upload.value == ()                                 # ready for the next file
+    assert len(ui.upload.value) == 1                             # the label reads (1): the file shown
 
     for name, content, message in (("notes.txt", b"hello", "not an image"), ("empty.png", b"", "empty"),
                                    ("bomb.png", app.decompression_bomb_png(8000, 8000), "megapixels")):
@@ -273,8 +274,8 @@ def test_app_answers_errors_and_keeps_working(checkpoints):
         assert "mri-app-error" in ui.status.value and message in ui.status.value, name
         assert ui.analysis is None and ui.chart.layout.display == "none" and ui.table.value == ""
 
-    ui.handle_upload(good, "scan.png")                           # works again after errors
-    assert ui.analysis is not None and "mri-app-ok" in ui.status.value
+    ui.upload.value = _upload_value("scan.png", good)          # works again after errors
+    assert ui.analysis is not None and "mri-app-unlabelled" in ui.status.value
 
     ui.model_menu.value = "11"                                   # missing: message names the lesson
     assert "mri-app-error" in ui.status.value and "lesson 11" in ui.status.value
@@ -334,10 +335,53 @@ def test_app_gallery_selection(checkpoints):
     items = app.gallery(1)
     ui = app.build_app(items=items, profile="smoke").app
     assert ui.gallery_menu.value == items[0].relpath and ui.analysis.true_label == items[0].label
-    ui.handle_upload(b"text", "notes.txt")
+    ui.upload.value = _upload_value("notes.txt", b"text")
     assert ui.gallery_menu.value is None and "mri-app-error" in ui.status.value
     ui.gallery_menu.value = items[2].relpath                     # choosing a slice answers again
     assert ui.analysis is not None and ui.analysis.true_label == items[2].label
+    assert ui.upload.value == ()                                 # no upload shown: the label reads (0)
+    agrees = ui.analysis.top_class == items[2].label
+    assert f"mri-app-{'agree' if agrees else 'disagree'}" in ui.status.value
+    assert f"folder label ({items[2].label})" in ui.status.value
+
+
+def test_answer_status_says_whether_the_answer_agrees_with_the_known_label():
+    assert app.answer_status("glioma", "glioma") == ("agree", "It agrees with the slice's folder label (glioma).")
+    kind, text = app.answer_status("notumor", "glioma")
+    assert kind == "disagree" and "disagrees" in text and "(glioma)" in text
+    kind, text = app.answer_status("notumor", None)
+    assert kind == "unlabelled" and "No known label" in text
+    # amber for a disagreement (like the guard's refusal), green for agreement, neutral without a label
+    assert app.STATUS_COLOURS["disagree"] == app.STATUS_COLOURS["warn"] != app.STATUS_COLOURS["agree"]
+    assert len({app.STATUS_COLOURS[k] for k in ("agree", "disagree", "unlabelled", "error")}) == 4
+
+
+def test_status_box_colour_follows_the_known_label(checkpoints):
+    ui = app.build_app(items=[], profile="smoke").app
+    ui.handle_upload(_encode(Image.fromarray(_slice(), "L"), "PNG"), "scan.png")
+    top = ui.analysis.top_class
+    other = next(c for c in data.CLASSES if c != top)
+    for label, kind in ((top, "agree"), (other, "disagree"), (None, "unlabelled")):
+        ui.set_image(ui.image, "slice x", label)
+        background = app.STATUS_COLOURS[kind][0]
+        assert f'class="mri-app-{kind}"' in ui.status.value and background in ui.status.value, label
+        assert ("folder label" in ui.status.value) == (label is not None)
+
+
+def test_upload_label_counts_the_file_shown_and_layout_fits_a_phone(checkpoints):
+    image = Image.fromarray(_slice(), "L")
+    item = app.GalleryItem(relpath="Testing/glioma/x.png", label="glioma")
+    ui = app.build_app(items=[], profile="smoke").app
+    ui.items = {item.relpath: item}
+    ui.upload.value = _upload_value("scan.png", _encode(image, "PNG"))
+    assert len(ui.upload.value) == 1 and ui.source == "upload scan.png"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("course_utils.app.ui.load_gallery_image", lambda item: image)
+        ui.choose_gallery(item.relpath)
+    assert ui.upload.value == () and ui.true_label == "glioma"    # (0): the slice shown is not an upload
+    assert ui.upload.layout.flex == "0 0 auto"                    # never squeezed to "U..."
+    for menu in (ui.model_menu, ui.gallery_menu):                 # no fixed width wider than a phone
+        assert (menu.layout.width, menu.layout.max_width, menu.layout.min_width) == ("100%", "480px", "0")
 
 
 # ------------------------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_app_shows_the_rejection_instead_of_a_label(trained):
     assert app.figure_png(app.result_figure(ui.analysis)).startswith(b"\x89PNG")
 
     ui.handle_upload(_png(_slice(42)), "scan.png")                      # a slice-like image: an answer
-    assert not ui.analysis.rejected and "mri-app-ok" in ui.status.value
+    assert not ui.analysis.rejected and "mri-app-unlabelled" in ui.status.value
     assert ui.analysis.top_class in ui.status.value and "temperature-scaled (T = 1.50" in ui.status.value
     assert ui.chart.layout.display is None and ui.table.value.count("<tr") == 4
     raw = app.predict_probabilities(trained, Image.fromarray(_slice(42)))
@@ -271,6 +271,6 @@ def test_app_without_validation_data_answers_and_says_it_has_no_guard(trained):
     ui = app.build_app(items=[], profile="smoke").app
     ui.safety = app.GuardShelf("smoke", guard_loader=missing, index_loader=lambda: _index())
     ui.handle_upload(_png(np.zeros((100, 100), np.uint8)), "black.png")
-    assert ui.analysis is not None and not ui.analysis.rejected and "mri-app-ok" in ui.status.value
+    assert ui.analysis is not None and not ui.analysis.rejected and "mri-app-unlabelled" in ui.status.value
     assert "No out-of-distribution guard" in ui.notice.value and "no dataset here" in ui.notice.value
     assert "softmax probability (not a calibrated certainty)" in ui.status.value

@@ -19,9 +19,9 @@ from .guard import (ENERGY_KEEP, IMAGE_KEEP, REJECT_MESSAGE, central_range, ener
                     TrainingMatch, Verdict)
 from .analysis import analyse, Analysis, grad_cam_map, one_thread, predict_probabilities, prepare
 from .figures import figure_png, overlay_figure, probability_figure, result_figure, show_figure
-from .ui import (DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, GUARD_VAL_PER_CLASS,
+from .ui import (answer_status, DISCLAIMER, MODEL_NAMES, PREFERRED, available_models, build_app, ClassifierApp, GUARD_VAL_PER_CLASS,
                  GuardShelf,
-                 ModelShelf, notices_html, probability_table)
+                 ModelShelf, notices_html, probability_table, STATUS_COLOURS)
 from .serve import APP_TAG, LESSON, PAGE_TITLE, WEBSOCKET_MAX_BYTES, app_notebook, voila_command, write_app_notebook
 
 __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimensions", "decode_upload",
@@ -30,6 +30,6 @@ __all__ = ["MAX_ASPECT", "MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_dimension
            "roughness", "load_guard", "max_softmax", "model_logits", "threshold_keeping", "training_index", "TrainingIndex",
            "TrainingMatch", "Verdict", "analyse", "Analysis", "grad_cam_map", "one_thread", "predict_probabilities", "prepare",
            "figure_png", "overlay_figure", "probability_figure", "result_figure", "show_figure",
-           "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",
-           "GUARD_VAL_PER_CLASS", "GuardShelf", "ModelShelf", "notices_html", "probability_table", "APP_TAG", "LESSON", "PAGE_TITLE", "WEBSOCKET_MAX_BYTES", "app_notebook",
+           "answer_status", "DISCLAIMER", "MODEL_NAMES", "PREFERRED", "available_models", "build_app", "ClassifierApp",
+           "GUARD_VAL_PER_CLASS", "GuardShelf", "ModelShelf", "notices_html", "probability_table", "STATUS_COLOURS", "APP_TAG", "LESSON", "PAGE_TITLE", "WEBSOCKET_MAX_BYTES", "app_notebook",
            "voila_command", "write_app_notebook"]

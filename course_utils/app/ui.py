@@ -135,12 +135,35 @@ class GuardShelf:
 # ------------------------------------------------------------------------------------------
 
 
+#: The status box's background and text colour for each kind of message. An answer is green when
+#: it agrees with the slice's known label, amber when it does not (amber too: the guard's refusal),
+#: and neutral when there is no known label to compare it with (an upload).
+STATUS_COLOURS: dict[str, tuple[str, str]] = {
+    "error": ("#fdecea", "#b71c1c"), "info": ("#e8f4fd", "#0d47a1"), "warn": ("#fff4e5", "#8a4b00"),
+    "agree": ("#edf7ed", "#1b5e20"), "disagree": ("#fff4e5", "#8a4b00"), "unlabelled": ("#f2f2f2", "#333333"),
+}
+
+
 def _message(text: str, kind: str) -> str:
-    colours = {"error": ("#fdecea", "#b71c1c"), "info": ("#e8f4fd", "#0d47a1"), "ok": ("#edf7ed", "#1b5e20"),
-               "warn": ("#fff4e5", "#8a4b00")}
-    background, colour = colours[kind]
+    background, colour = STATUS_COLOURS[kind]
     return (f'<div class="mri-app-{kind}" style="background:{background};color:{colour};padding:6px 10px;'
-            f'border-radius:4px;white-space:pre-wrap;font-family:inherit">{html.escape(text)}</div>')
+            f'border-radius:4px;white-space:pre-wrap;overflow-wrap:anywhere;font-family:inherit">'
+            f'{html.escape(text)}</div>')
+
+
+def answer_status(top_class: str, true_label: str | None) -> tuple[str, str]:
+    """The kind of status box an answer gets, and the sentence that says why.
+
+    ``"agree"`` (green) when the model's top class is the image's known label (a gallery
+    slice's folder in the dataset), ``"disagree"`` (amber) when it is not, so that a wrong
+    answer never looks like a success, and ``"unlabelled"`` (neutral) when there is no known
+    label to compare with (an upload): then the colour says nothing about right or wrong.
+    """
+    if true_label is None:
+        return "unlabelled", "No known label to compare it with (only the test slices have one)."
+    if top_class == true_label:
+        return "agree", f"It agrees with the slice's folder label ({true_label})."
+    return "disagree", f"It disagrees with the slice's folder label ({true_label}): the model is wrong here."
 
 
 def probability_table(analysis: Analysis) -> str:
@@ -194,18 +217,27 @@ class ClassifierApp:
         default = next((l for l in PREFERRED if exists.get(l)), lessons[0] if lessons else None)
 
         self.header = w.HTML(f"<h3>Brain MRI classifier (course demo)</h3>{_message(DISCLAIMER, 'info')}")
+        # Menus as wide as the page allows, at most 480 px, and allowed to shrink below their
+        # longest option (min_width 0); rows wrap on a narrow screen (a phone).
+        menu = dict(width="100%", max_width="480px", min_width="0")
         self.model_menu = w.Dropdown(options=options, value=default, description="Model",
-                                     layout=w.Layout(width="480px"), style={"description_width": "70px"})
+                                     layout=w.Layout(**menu), style={"description_width": "70px"})
         self.gallery_menu = w.Dropdown(options=[(i.title, i.relpath) for i in items], value=None,
-                                       description="Test slice", layout=w.Layout(width="480px"),
+                                       description="Test slice", layout=w.Layout(**menu),
                                        style={"description_width": "70px"})
         # No icon: it is a Font Awesome glyph, a font that an offline page may not be able to load.
+        # The widget writes the number of files it holds after the label: (1) while an uploaded
+        # file is what the app shows, (0) otherwise (choosing a test slice empties it). It never
+        # shrinks, so the label stays readable.
         self.upload = w.FileUpload(accept="", multiple=False, description="Upload an image", icon="",
-                                   layout=w.Layout(width="auto"))
+                                   tooltip="Upload an image; (1) while the uploaded file is the one shown",
+                                   layout=w.Layout(width="auto", flex="0 0 auto"))
         self.status = w.HTML()
         self.notice = w.HTML()  # memorised image, missing guard
-        self.chart = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain"))
-        self.overlay = w.Image(format="png", layout=w.Layout(display="none", object_fit="contain"))
+        # Pictures no wider than their column (no margin: it would reach past it), shrunk on a phone.
+        picture = dict(display="none", object_fit="contain", max_width="100%", margin="0")
+        self.chart = w.Image(format="png", layout=w.Layout(**picture))
+        self.overlay = w.Image(format="png", layout=w.Layout(**picture))
         self.table = w.HTML()
         for widget, name in ((self.status, "status"), (self.notice, "notice"), (self.chart, "chart"), (self.overlay, "overlay"),
                              (self.table, "table"), (self.upload, "upload"), (self.model_menu, "model"),
@@ -213,12 +245,14 @@ class ClassifierApp:
             widget.add_class(f"mri-app-{name}")
         self.container = w.VBox([
             self.header,
-            self.model_menu,
-            w.HBox([self.gallery_menu, w.HTML("&nbsp;or&nbsp;"), self.upload]),
+            w.HBox([self.model_menu]),  # in a row, a menu shrinks (by its margins too) to fit
+            w.HBox([self.gallery_menu, w.HTML("&nbsp;or&nbsp;"), self.upload],
+                   layout=w.Layout(flex_flow="row wrap", align_items="center")),
             self.status,
             self.notice,
-            w.HBox([self.overlay, w.VBox([self.chart, self.table])], layout=w.Layout(align_items="flex-start")),
-        ])
+            w.HBox([self.overlay, w.VBox([self.chart, self.table], layout=w.Layout(max_width="100%"))],
+                   layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
+        ], layout=w.Layout(max_width="100%"))
         self.container.add_class("mri-app")
 
         self.model_menu.observe(lambda change: self.refresh(), names="value")
@@ -244,11 +278,12 @@ class ClassifierApp:
             return
         entry = files[0]
         self.handle_upload(entry["content"], entry.get("name") or "the file")
-        self.upload.value = ()  # the same file can be uploaded again
+        # The file stays in the widget, whose label then reads (1): the file shown was uploaded.
 
     def choose_gallery(self, relpath: str) -> None:
         """Show a gallery slice (by its path in the dataset folder)."""
         item = self.items[relpath]
+        self.upload.value = ()  # no uploaded file is shown now: the label reads (0), any file can come next
         try:
             image = load_gallery_image(item)
         except (ImageLoadError, DatasetNotFoundError) as error:
@@ -306,10 +341,10 @@ class ClassifierApp:
         self.overlay.value = figure_png(overlay_figure(self.analysis, self.alpha))
         self.chart.layout.display = self.overlay.layout.display = None
         self.table.value = probability_table(self.analysis)
-        truth = f" (folder: {self.true_label})" if self.true_label else ""
-        self.show(f"{self.source}{truth}: the lesson-{lesson} model's top class is {self.analysis.top_class} "
-                  f"({self.analysis.probabilities[self.analysis.top]:.1%}, {probability_label(self.analysis)}).",
-                  "ok")
+        kind, comparison = answer_status(self.analysis.top_class, self.true_label)
+        self.show(f"{self.source}: the lesson-{lesson} model's top class is {self.analysis.top_class} "
+                  f"({self.analysis.probabilities[self.analysis.top]:.1%}, {probability_label(self.analysis)}).\n"
+                  f"{comparison}", kind)
 
     def show_rejection(self, lesson: str) -> None:
         """No answer: the guard's message and reasons; no chart, no table, no map."""
