@@ -64,7 +64,7 @@ def plot_multipliers(ax: Axes, phi: float | None = None, phi_max: float = 7.0,
     if phi is not None:
         now = compound_scale(phi)
         ax.axvline(phi, color="0.4", lw=1, ls="--")
-        ax.set_title(f"$\\phi$ = {phi:.1f}: d = {now['depth']:.2f}, w = {now['width']:.2f}, "
+        ax.set_title(f"φ = {phi:.1f}: d = {now['depth']:.2f}, w = {now['width']:.2f}, "
                      f"r = {now['resolution']:.2f}", fontsize=10)
     ax.set(xlabel="$\\phi$ (published models, dots, placed by their resolution)",
            ylabel="multiplier relative to B0")
@@ -88,7 +88,8 @@ def plot_flops(ax: Axes, phi: float, phi_max: float = 7.0, models: Mapping[str, 
     ax.set_yscale("log", base=2)
     ax.yaxis.set_minor_locator(NullLocator())
     ax.set(xlabel="$\\phi$", ylabel="multiply-adds relative to B0 (log scale)")
-    ax.set_title(f"cost: $d \\cdot w^2 \\cdot r^2$ = {now['flops']:.1f}, $2^\\phi$ = {2.0 ** phi:.1f}", fontsize=10)
+    # plain text, not mathtext: a title that changes with every move would be parsed anew each time
+    ax.set_title(f"cost: d·w²·r² = {now['flops']:.1f}, 2^φ = {2.0 ** phi:.1f}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
 
