@@ -9,6 +9,9 @@
   as tall as its channels (width), over B0's stages in outline;
 * the input image: a square of side ``r · 224`` px over B0's 224 px.
 
+All text is plain (``φ``, ``d·w²·r²``), not mathtext: every new figure parses its mathtext
+anew, which took a quarter of the time a move of the slider costs.
+
 The numbers come from ``course_utils.models.efficientnet`` (``compound_scale``,
 ``implied_phi``, ``scaled_stages``); the stages of B0 are read from torchvision once by the
 lesson (``stage_shapes``) and passed in, so that the callback only draws.
@@ -23,7 +26,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from ..models.efficientnet import (ALPHA, BASE_RESOLUTION, BETA, EFFICIENTNETS, GAMMA, Scaling, compound_scale,
                                    implied_phi, scaled_stages)
@@ -59,14 +62,14 @@ def plot_multipliers(ax: Axes, phi: float | None = None, phi_max: float = 7.0,
     grid = _phi_grid(phi_max, points)
     rule = compound_scale(grid)
     for key, letter, base, color in DIRECTIONS:
-        ax.plot(grid, rule[key], color=color, label=f"{key} ${letter} = {base}^\\phi$")
+        ax.plot(grid, rule[key], color=color, label=f"{key} {letter} = {base}^φ")
         ax.plot([p["phi"] for p in points.values()], [p[key] for p in points.values()], "o", color=color, ms=5)
     if phi is not None:
         now = compound_scale(phi)
         ax.axvline(phi, color="0.4", lw=1, ls="--")
         ax.set_title(f"φ = {phi:.1f}: d = {now['depth']:.2f}, w = {now['width']:.2f}, "
                      f"r = {now['resolution']:.2f}", fontsize=10)
-    ax.set(xlabel="$\\phi$ (published models, dots, placed by their resolution)",
+    ax.set(xlabel="φ (published models, dots, placed by their resolution)",
            ylabel="multiplier relative to B0")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
@@ -78,8 +81,8 @@ def plot_flops(ax: Axes, phi: float, phi_max: float = 7.0, models: Mapping[str, 
     grid = _phi_grid(phi_max, points)
     rule = compound_scale(grid)
     ax.plot(grid, flops_factor(rule["depth"], rule["width"], rule["resolution"]), color="C3",
-            label=f"$d \\cdot w^2 \\cdot r^2 = {ALPHA * BETA**2 * GAMMA**2:.3f}^\\phi$")
-    ax.plot(grid, 2.0 ** grid, color="0.3", ls=":", label="$2^\\phi$")
+            label=f"d·w²·r² = {ALPHA * BETA**2 * GAMMA**2:.3f}^φ")
+    ax.plot(grid, 2.0 ** grid, color="0.3", ls=":", label="2^φ")
     ax.plot([p["phi"] for p in points.values()], [p["flops"] for p in points.values()], "o", color="C3", ms=5,
             label="published B0…B7")
     now = compound_scale(phi)
@@ -87,8 +90,8 @@ def plot_flops(ax: Axes, phi: float, phi_max: float = 7.0, models: Mapping[str, 
     ax.axvline(phi, color="0.4", lw=1, ls="--")
     ax.set_yscale("log", base=2)
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.set(xlabel="$\\phi$", ylabel="multiply-adds relative to B0 (log scale)")
-    # plain text, not mathtext: a title that changes with every move would be parsed anew each time
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))   # 1, 2, 4, … as plain text
+    ax.set(xlabel="φ", ylabel="multiply-adds relative to B0 (log scale)")
     ax.set_title(f"cost: d·w²·r² = {now['flops']:.1f}, 2^φ = {2.0 ** phi:.1f}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
