@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -131,14 +132,31 @@ EFFICIENTNETS: dict[str, Scaling] = {
 }
 
 
-def compound_scale(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> dict[str, float]:
+def compound_scale(phi: float | np.ndarray, alpha: float = ALPHA, beta: float = BETA,
+                   gamma: float = GAMMA) -> dict[str, float | np.ndarray]:
     """Depth, width and resolution multipliers for compound coefficient ``phi``.
 
     ``flops`` is the predicted growth of the multiply-adds, ``(α · β² · γ²)^φ``: depth
-    multiplies the cost once, width and resolution each enter squared.
+    multiplies the cost once, width and resolution each enter squared. ``phi`` may be an
+    array (one multiplier per value). φ = 0 is B0 itself; compound scaling only grows a
+    network, so a negative φ is refused.
     """
+    if np.any(np.asarray(phi) < 0):
+        raise ValueError(f"compound_scale: phi must be >= 0 (got {phi}); phi = 0 is B0 and each step of "
+                         "phi grows the network, so pass a value between 0 and about 7 (B7)")
     return {"depth": alpha ** phi, "width": beta ** phi, "resolution": gamma ** phi,
             "flops": (alpha * beta ** 2 * gamma ** 2) ** phi}
+
+
+def implied_phi(scaling: Scaling, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> dict[str, float]:
+    """The φ that each published multiplier of ``scaling`` implies: ``log(multiplier) / log(base)``.
+
+    The published B1…B7 were rounded, so the three disagree; the resolution's φ
+    (relative to 224 px) is the one the lesson uses to place a published model on the φ axis.
+    """
+    return {"width": math.log(scaling.width) / math.log(beta),
+            "depth": math.log(scaling.depth) / math.log(alpha),
+            "resolution": math.log(scaling.resolution / BASE_RESOLUTION) / math.log(gamma)}
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
@@ -151,6 +169,15 @@ def round_filters(channels: int, width: float, divisor: int = 8) -> int:
 def round_repeats(repeats: int, depth: float) -> int:
     """Blocks in a stage after depth scaling (rounded up)."""
     return int(math.ceil(repeats * depth))
+
+
+def scaled_stages(stages: list[tuple[int, int]], width: float, depth: float) -> list[tuple[int, int]]:
+    """``(channels, blocks)`` of each MBConv stage after scaling a network's ``stages``.
+
+    Channels are rounded by ``round_filters``, block counts by ``round_repeats``, as
+    torchvision does when it builds B1…B7 from B0's stages.
+    """
+    return [(round_filters(channels, width), round_repeats(blocks, depth)) for channels, blocks in stages]
 
 
 # --------------------------------------------------------------------------------------
@@ -168,6 +195,16 @@ def torchvision_efficientnet(name: str, device: str | torch.device = "meta") -> 
 
     with torch.device(device):
         return getattr(models, f"efficientnet_{name}")(weights=None)
+
+
+def stage_shapes(name: str = "b0") -> list[tuple[int, int]]:
+    """``(output channels, blocks)`` of the seven MBConv stages of torchvision's EfficientNet-``name``.
+
+    Read from the architecture (built on the meta device, so nothing is allocated), not
+    typed in: ``features[1:-1]`` are the stages, between the stem and the 1×1 head.
+    """
+    model = torchvision_efficientnet(name)
+    return [(stage[-1].out_channels, len(stage)) for stage in model.features[1:-1]]
 
 
 def count_macs(model: nn.Module, resolution: int) -> int:
