@@ -1,6 +1,6 @@
 """The lessons' interactive figures and plots, one module per figure, named by what it shows.
 
 * ``decision_boundaries`` (lesson 01), ``optimizer_paths`` (03), ``initialization`` (04),
-  ``convolution`` (07), ``gradcam_explorer`` (12);
+  ``convolution`` (07), ``gradcam_explorer`` (12), ``duplicates`` and ``calibration_viz`` (13);
 * ``plots``: training curves, confusion matrices, image grids, feature maps.
 """
