@@ -62,9 +62,18 @@ def logits_from_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
 
 
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float, or a ValueError: T must be a finite number above 0."""
+    t = float(temperature)
+    if not np.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature T = {temperature!r}: it divides the logits, so it must be a finite "
+                         "number above 0 (T > 1 softens the probabilities, T < 1 sharpens them)")
+    return t
+
+
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """``softmax(log p / T)``: the probabilities a temperature-scaled model would give."""
-    return softmax(logits_from_probs(probs) / temperature)
+    return softmax(logits_from_probs(probs) / check_temperature(temperature))
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
