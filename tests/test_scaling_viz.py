@@ -98,6 +98,9 @@ def test_figure_shows_the_scaled_network(b0_stages):
         assert isinstance(fig, Figure)
         assert len(fig.axes) == 4
         multipliers, cost, network, image = fig.axes
+        # both top panels say in their legend what the dots are
+        for ax in (multipliers, cost):
+            assert "published B0…B7" in [t.get_text() for t in ax.get_legend().get_texts()]
         s = E.compound_scale(phi)
         filled, outline = stage_rectangles(network)
         assert filled == E.scaled_stages(b0_stages, s["width"], s["depth"])

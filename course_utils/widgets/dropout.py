@@ -159,7 +159,7 @@ def _draw_units(ax: plt.Axes, units: Array, vmax: float, title: str) -> plt.cm.S
     side = int(np.sqrt(units.size / 2)) if units.size % 2 == 0 else 0
     shape = (side, 2 * side) if side and 2 * side * side == units.size else (1, units.size)
     im = ax.imshow(units.reshape(shape), cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=9.5)
     ax.axis("off")
     return im
 
@@ -189,7 +189,7 @@ def explore_dropout(p: float, h: Array, curve: AccuracyCurve, image: Array | Non
     ax_image = fig.add_subplot(top[0, 0])
     if image is not None:
         ax_image.imshow(image, cmap="gray")
-    ax_image.set_title(f"the image\n{label}", fontsize=8)
+    ax_image.set_title(f"the image\n{label}", fontsize=9.5)
     ax_image.axis("off")
     vmax = 2.0 * float(h.max()) if h.max() > 0 else 1.0
     im = _draw_units(fig.add_subplot(top[0, 1]), h, vmax, f"hidden layer 1, no dropout\nmean {h.mean():.3f}")
@@ -201,7 +201,7 @@ def explore_dropout(p: float, h: Array, curve: AccuracyCurve, image: Array | Non
     fig.colorbar(im, cax=fig.add_axes((0.935, 0.60, 0.012, 0.24)), label="activation")
     _draw_means(fig.add_subplot(bottom[0, 0]), stats)
     _draw_accuracy(fig.add_subplot(bottom[0, 1]), curve, p)
-    fig.suptitle(f"inverted dropout at p = {p:.2f} on a trained network", fontsize=11)
+    fig.suptitle(f"inverted dropout at p = {p:.2f} on a trained network", fontsize=12)
     return fig
 
 
@@ -217,8 +217,8 @@ def _draw_means(ax: plt.Axes, stats: MaskedMeans) -> None:
     ax.set_xlim(0.0, top)
     ax.set_xlabel("mean activation of hidden layer 1 (this image)")
     ax.set_ylabel(f"masks (of {stats.scaled.size})")
-    ax.set_title("the scaling keeps the mean; the spread grows with p", fontsize=9)
-    ax.legend(fontsize=7.5, loc="upper right")
+    ax.set_title("the scaling keeps the mean; the spread grows with p", fontsize=10.5)
+    ax.legend(fontsize=9, loc="upper right")
 
 
 def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
@@ -231,6 +231,6 @@ def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
     ax.axvline(p, color="black", lw=1, ls=":", label=f"p = {p:.2f}")
     ax.set_xlabel("drop probability p")
     ax.set_ylabel("validation accuracy")
-    ax.set_title("one random mask per image vs dropout switched off", fontsize=9)
+    ax.set_title("one random mask per image vs dropout switched off", fontsize=10.5)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, loc="lower left")
+    ax.legend(fontsize=9, loc="lower left")

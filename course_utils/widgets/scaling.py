@@ -64,6 +64,7 @@ def plot_multipliers(ax: Axes, phi: float | None = None, phi_max: float = 7.0,
     for key, letter, base, color in DIRECTIONS:
         ax.plot(grid, rule[key], color=color, label=f"{key} {letter} = {base}^φ")
         ax.plot([p["phi"] for p in points.values()], [p[key] for p in points.values()], "o", color=color, ms=5)
+    ax.plot([], [], "o", color="0.4", ms=5, label="published B0…B7")   # a legend entry for the dots
     if phi is not None:
         now = compound_scale(phi)
         ax.axvline(phi, color="0.4", lw=1, ls="--")
@@ -71,7 +72,7 @@ def plot_multipliers(ax: Axes, phi: float | None = None, phi_max: float = 7.0,
                      f"r = {now['resolution']:.2f}", fontsize=10)
     ax.set(xlabel="φ (published models, dots, placed by their resolution)",
            ylabel="multiplier relative to B0")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left")
     ax.grid(alpha=0.3)
 
 
@@ -93,7 +94,7 @@ def plot_flops(ax: Axes, phi: float, phi_max: float = 7.0, models: Mapping[str, 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))   # 1, 2, 4, … as plain text
     ax.set(xlabel="φ", ylabel="multiply-adds relative to B0 (log scale)")
     ax.set_title(f"cost: d·w²·r² = {now['flops']:.1f}, 2^φ = {2.0 ** phi:.1f}", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left")
     ax.grid(alpha=0.3)
 
 
