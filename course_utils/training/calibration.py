@@ -9,7 +9,8 @@ and plots each bin's accuracy against its mean confidence; the **expected calibr
 
 **Temperature scaling** divides the logits by one number ``T`` before the softmax, fitted by
 minimising the negative log-likelihood on *validation* data. ``T > 1`` softens overconfident
-probabilities; the predicted class never changes, so accuracy does not either.
+probabilities, ``T < 1`` sharpens under-confident ones (label smoothing, for one, trains
+models to be under-confident); the predicted class never changes, so accuracy does not either.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Temperature scaling divides a model's logits by one number T before the softmax
 (``course_utils.training.calibration``). Moving T by hand shows what fitting it does: T < 1
-pushes every confidence towards 1 (the diagram's points slide right, below the diagonal),
-T > 1 pulls them towards 1 / (number of classes) (they slide left, above it), and somewhere in
-between the expected calibration error (ECE) is smallest. The pure pieces:
+pushes every confidence towards 1 (the diagram's points slide right and, for a small enough T,
+end below the diagonal: over-confident), T > 1 pulls them towards 1 / (number of classes) (they
+slide left and end above it: under-confident), and somewhere in between the expected
+calibration error (ECE) is smallest. An under-confident model (points above the diagonal at
+T = 1) needs T < 1, an over-confident one T > 1. The pure pieces:
 
 * ``scaled_reliability``: the reliability curve of the probabilities scaled by T;
 * ``ece_by_temperature``: the ECE at each of several temperatures (the curve beside the diagram);
