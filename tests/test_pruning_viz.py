@@ -129,7 +129,7 @@ def test_figure_draws_the_timing_noise_band_only_when_given():
         band = bands[0]   # a Rectangle (matplotlib >= 3.9) or a Polygon, y in data units
         ys = [band.get_y(), band.get_y() + band.get_height()] if hasattr(band, "get_height") else band.get_xy()[:, 1]
         assert min(ys) == pytest.approx(19.0) and max(ys) == pytest.approx(21.5)   # low and high, in either order
-        assert "timing noise: 19.0–21.5" in [t.get_text() for t in ax_t.get_legend().get_texts()]
+        assert "timing noise: 19.0–21.5" in [t.get_text() for t in fig.legends[0].get_texts()]
     finally:
         plt.close(fig)
     fig = pruning_explorer_figure(0.5, magnitudes, layer, "features.3.0.weight", accuracy, latency)

@@ -97,22 +97,25 @@ def pruning_explorer_figure(sparsity: float, magnitudes: np.ndarray, layer: np.n
 
     Left: the magnitudes ``|w|`` of one layer (``layer``, called ``layer_name``) with the
     global threshold τ computed from ``magnitudes`` (all prunable weights), and the share of
-    this layer at or below it (a linear count axis, so the shaded area is the share removed). Middle and right: the measured ``accuracy`` and ``latency``
-    curves (name → (share removed, value)), each with a marker at ``sparsity`` (filled where
+    this layer at or below it (a linear count axis, so the shaded area is the share removed).
+    Below it, left and right: the measured ``accuracy`` and ``latency`` curves (name → (share removed, value)), each with a marker at ``sparsity`` (filled where
     measured, hollow where interpolated), and optional retrained points as stars.
     ``latency_noise``: ``(low, high)``, the spread of latencies that should be equal (e.g.
     networks doing the same arithmetic), drawn as a grey band: a latency inside it cannot be
-    told from noise. Only draws; everything is measured before.
+    told from noise. One legend under both panels (same colours in both). Only draws;
+    everything is measured before.
     """
     tau = magnitude_threshold(magnitudes, sparsity)
     weights = np.abs(np.asarray(layer, dtype=np.float64)).ravel()
-    fig, (ax_h, ax_a, ax_t) = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig = plt.figure(figsize=(9, 8))   # two rows: readable at a page's width
+    grid = fig.add_gridspec(2, 2, height_ratios=[0.8, 1])
+    ax_h, ax_a, ax_t = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
     counts, edges = np.histogram(weights, bins=120)
     ax_h.stairs(counts, edges, fill=True, color="0.6")
     if np.isfinite(tau):
         ax_h.axvspan(edges[0], tau, color="tab:red", alpha=0.15)
         ax_h.axvline(tau, color="tab:red", lw=1.5, label=f"τ = {tau:.4f}")
-        ax_h.legend(fontsize=8, loc="upper right")
+        ax_h.legend(fontsize=9, loc="upper right")
     ax_h.set(xlabel="|w|", ylabel="number of weights",
              title=f"{layer_name}: {np.mean(weights <= tau):.0%} of it at or below τ\n"
                    f"(global threshold for {sparsity:.0%} of all weights)")
@@ -132,8 +135,11 @@ def pruning_explorer_figure(sparsity: float, magnitudes: np.ndarray, layer: np.n
              title="Accuracy (stars: after retraining)")
     ax_t.set(xlabel="share of conv + linear weights removed", ylabel=latency_unit, ylim=(0, None),
              title="Latency (median, CPU)")
+    entries: dict[str, object] = {}
     for ax in (ax_a, ax_t):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.86, wspace=0.25)  # tight_layout: 0.7 s a move
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.93, wspace=0.28, hspace=0.42)  # tight_layout: 0.7 s a move
     return fig
