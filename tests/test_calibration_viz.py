@@ -77,3 +77,10 @@ def test_fitted_temperature_sharpens_an_underconfident_model():
     assert (calibration.apply_temperature(timid, 0.5).max(1) > timid.max(1)).all()   # T < 1 raises every confidence
     at_fitted, at_one = calibration_viz.ece_by_temperature(timid, labels, np.array([fitted, 1.0]))
     assert at_fitted < 0.5 * at_one
+
+
+def test_temperature_axis_reads_plain_numbers():
+    probs, labels = overconfident_case(200)
+    fig = calibration_viz.temperature_figure(probs, labels, 0.5, temperatures=np.geomspace(0.25, 8, 6))
+    formatter = fig.axes[1].xaxis.get_major_formatter()
+    assert [formatter(t, 0) for t in (0.25, 0.5, 1.0, 8.0)] == ["0.25", "0.5", "1", "8"]   # not 2^-2 …

@@ -112,5 +112,5 @@ def plot_reliability(curves: dict[str, ReliabilityCurve], title: str | None = No
     ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence (largest probability)", ylabel="accuracy in the bin")
     ax.set_title(title or "Reliability diagram", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left")
     return ax.figure

@@ -18,6 +18,7 @@ once by the lesson; a move rescales a few thousand rows, which takes millisecond
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 
 from ..training.calibration import (ReliabilityCurve, apply_temperature, check_temperature,
@@ -61,8 +62,10 @@ def temperature_figure(probs: np.ndarray, labels: np.ndarray, temperature: float
         right.axvline(fitted, color="tab:green", ls="--", lw=1, label=f"fitted T = {fitted:.2f}: ECE {at_fitted:.3f}")
     right.axvline(1.0, color="tab:blue", ls=":", lw=1, label="T = 1 (as trained)")
     right.set_xscale("log", base=2)
+    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))   # 0.25, not 2^-2
+    right.xaxis.set_minor_formatter(NullFormatter())
     right.set(xlabel="temperature T (log scale)", ylabel="ECE", title="calibration error against T")
     right.grid(alpha=0.3)
-    right.legend(fontsize=7)
+    right.legend(fontsize=8)
     fig.tight_layout()
     return fig
