@@ -64,3 +64,23 @@ def test_temperature_figure_marks_the_temperature_and_the_fitted_one():
     assert f"T = 2.00: ECE {expected:.3f}" in legend
     assert any(t.startswith("fitted T = 3.00") for t in legend)
     assert any(t.startswith("T = 2.00 (ECE") for t in (x.get_text() for x in diagram.get_legend().get_texts()))
+
+
+def test_fitted_temperature_sharpens_an_underconfident_model():
+    """The other direction, the one label-smoothed models take: probabilities calibrated by
+    construction, then softened as by T = 2, must be fitted with T < 1 (about 1/2)."""
+    probs, labels = overconfident_case()
+    calibrated = calibration.apply_temperature(probs, 3.0)      # undo the T = 1/3 of the helper
+    timid = calibration.apply_temperature(calibrated, 2.0)
+    fitted = calibration.fit_temperature(timid, labels)
+    assert 0.35 < fitted < 0.7
+    assert (calibration.apply_temperature(timid, 0.5).max(1) > timid.max(1)).all()   # T < 1 raises every confidence
+    at_fitted, at_one = calibration_viz.ece_by_temperature(timid, labels, np.array([fitted, 1.0]))
+    assert at_fitted < 0.5 * at_one
+
+
+def test_temperature_axis_reads_plain_numbers():
+    probs, labels = overconfident_case(200)
+    fig = calibration_viz.temperature_figure(probs, labels, 0.5, temperatures=np.geomspace(0.25, 8, 6))
+    formatter = fig.axes[1].xaxis.get_major_formatter()
+    assert [formatter(t, 0) for t in (0.25, 0.5, 1.0, 8.0)] == ["0.25", "0.5", "1", "8"]   # not 2^-2 …

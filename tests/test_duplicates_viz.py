@@ -82,3 +82,11 @@ def test_fit_tile_keeps_the_aspect_and_centres_on_black():
     assert tile[0, 1] == image[0, 0] and tile[3, 2] == image[6, 2]
     with pytest.raises(ValueError, match="2-D grey image"):
         duplicates.fit_tile(np.zeros((4, 4, 3)), 4)
+
+
+def test_a_similarity_just_below_a_threshold_never_reads_as_the_threshold():
+    pairs = {"i": np.array([0, 1]), "j": np.array([1, 2]), "similarity": np.array([0.989996, 0.990004])}
+    fig = duplicates.threshold_figure(pairs, 0.99, lambda index: np.ones((4, 4)), np.array([0, 0, 0]), ["a"], k=1)
+    captions = [text.get_text() for text in fig.axes[1].texts]
+    assert captions[0].startswith("s=0.99000\n")     # just above: 0.990004
+    assert captions[1].startswith("s=0.98999\n")     # just below: 0.989996 rounds to 0.99000, cut it does not

@@ -116,3 +116,48 @@ def test_figure_has_three_panels_and_markers_on_the_curves(sparsity):
             assert (to_rgba(line.get_markerfacecolor()) != to_rgba("white")) == measured  # hollow: interpolated
     finally:
         plt.close(fig)
+
+
+def test_figure_draws_the_timing_noise_band_only_when_given():
+    magnitudes, layer, accuracy, latency, _ = _figure_inputs()
+    fig = pruning_explorer_figure(0.5, magnitudes, layer, "features.3.0.weight", accuracy, latency,
+                                  latency_noise=(21.5, 19.0))
+    try:
+        ax_t = fig.axes[2]
+        bands = [p for p in ax_t.patches if p.get_label().startswith("timing noise")]
+        assert len(bands) == 1
+        band = bands[0]   # a Rectangle (matplotlib >= 3.9) or a Polygon, y in data units
+        ys = [band.get_y(), band.get_y() + band.get_height()] if hasattr(band, "get_height") else band.get_xy()[:, 1]
+        assert min(ys) == pytest.approx(19.0) and max(ys) == pytest.approx(21.5)   # low and high, in either order
+        assert "timing noise: 19.0–21.5" in [t.get_text() for t in fig.legends[0].get_texts()]
+    finally:
+        plt.close(fig)
+    fig = pruning_explorer_figure(0.5, magnitudes, layer, "features.3.0.weight", accuracy, latency)
+    try:
+        assert not [p for p in fig.axes[2].patches if p.get_label().startswith("timing noise")]
+    finally:
+        plt.close(fig)
+
+
+def test_curve_point_tolerance_decides_measured():
+    xs, ys = [0.0, 0.7000004, 0.8], [0.9, 0.5, 0.3]
+    assert curve_point(xs, ys, 0.7)[1] is False                     # default: 1e-9, off by 4e-7
+    assert curve_point(xs, ys, 0.7, atol=1e-6) == (0.5, True)
+
+
+def test_a_share_within_one_weight_of_the_grid_counts_as_measured():
+    """Magnitude pruning removes round(s·n) weights, so the measured share is s only up to half
+    a weight (0.7 · 425104 is not a whole number): its marker must still be filled."""
+    magnitudes, layer, accuracy, latency, _ = _figure_inputs()
+    n = magnitudes.size
+    grid = [0.0, 0.1 + 0.4 / n, 0.3 - 0.3 / n, 0.5, 0.7 + 0.5 / n, 0.9, 0.95]
+    accuracy = {"magnitude": (grid, accuracy["magnitude"][1]), "channels": accuracy["channels"]}
+    fig = pruning_explorer_figure(0.7, magnitudes, layer, "features.3.0.weight", accuracy, latency)
+    try:
+        marker = [line for line in fig.axes[1].lines if line.get_gid() == "marker: magnitude"][0]
+        assert to_rgba(marker.get_markerfacecolor()) != to_rgba("white")   # filled: measured
+        assert marker.get_ydata()[0] == pytest.approx(0.6)
+        channels = [line for line in fig.axes[1].lines if line.get_gid() == "marker: channels"][0]
+        assert to_rgba(channels.get_markerfacecolor()) == to_rgba("white")  # 0.72 measured, 0.7 is read off a line
+    finally:
+        plt.close(fig)

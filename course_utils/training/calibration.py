@@ -9,7 +9,8 @@ and plots each bin's accuracy against its mean confidence; the **expected calibr
 
 **Temperature scaling** divides the logits by one number ``T`` before the softmax, fitted by
 minimising the negative log-likelihood on *validation* data. ``T > 1`` softens overconfident
-probabilities; the predicted class never changes, so accuracy does not either.
+probabilities, ``T < 1`` sharpens under-confident ones (label smoothing, for one, trains
+models to be under-confident); the predicted class never changes, so accuracy does not either.
 """
 
 from __future__ import annotations
@@ -111,5 +112,5 @@ def plot_reliability(curves: dict[str, ReliabilityCurve], title: str | None = No
     ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence (largest probability)", ylabel="accuracy in the bin")
     ax.set_title(title or "Reliability diagram", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left")
     return ax.figure

@@ -2,9 +2,11 @@
 
 Temperature scaling divides a model's logits by one number T before the softmax
 (``course_utils.training.calibration``). Moving T by hand shows what fitting it does: T < 1
-pushes every confidence towards 1 (the diagram's points slide right, below the diagonal),
-T > 1 pulls them towards 1 / (number of classes) (they slide left, above it), and somewhere in
-between the expected calibration error (ECE) is smallest. The pure pieces:
+pushes every confidence towards 1 (the diagram's points slide right and, for a small enough T,
+end below the diagonal: over-confident), T > 1 pulls them towards 1 / (number of classes) (they
+slide left and end above it: under-confident), and somewhere in between the expected
+calibration error (ECE) is smallest. An under-confident model (points above the diagonal at
+T = 1) needs T < 1, an over-confident one T > 1. The pure pieces:
 
 * ``scaled_reliability``: the reliability curve of the probabilities scaled by T;
 * ``ece_by_temperature``: the ECE at each of several temperatures (the curve beside the diagram);
@@ -16,6 +18,7 @@ once by the lesson; a move rescales a few thousand rows, which takes millisecond
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 
 from ..training.calibration import (ReliabilityCurve, apply_temperature, check_temperature,
@@ -59,8 +62,10 @@ def temperature_figure(probs: np.ndarray, labels: np.ndarray, temperature: float
         right.axvline(fitted, color="tab:green", ls="--", lw=1, label=f"fitted T = {fitted:.2f}: ECE {at_fitted:.3f}")
     right.axvline(1.0, color="tab:blue", ls=":", lw=1, label="T = 1 (as trained)")
     right.set_xscale("log", base=2)
+    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))   # 0.25, not 2^-2
+    right.xaxis.set_minor_formatter(NullFormatter())
     right.set(xlabel="temperature T (log scale)", ylabel="ECE", title="calibration error against T")
     right.grid(alpha=0.3)
-    right.legend(fontsize=7)
+    right.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -67,9 +67,13 @@ def pairs_around(pairs: dict[str, np.ndarray], threshold: float, k: int = 3) -> 
 
 def _pair_caption(pairs: dict[str, np.ndarray], p: int, labels: np.ndarray, classes: Sequence[str],
                   orientations: Sequence[str] | None) -> str:
-    """``s=0.99123, notumor / notumor`` and, when known, the orientation that matched."""
+    """``s=0.99123, notumor / notumor`` and, when known, the orientation that matched.
+
+    The similarity is cut (not rounded) to 5 decimals, so that a pair just below a threshold
+    such as 0.99 never reads 0.99000."""
     a, b = int(pairs["i"][p]), int(pairs["j"][p])
-    text = f"s={pairs['similarity'][p]:.5f}\n{classes[labels[a]]} / {classes[labels[b]]}"
+    shown = np.floor(float(pairs["similarity"][p]) * 1e5 + 1e-6) / 1e5   # + 1e-6: 0.57 * 1e5 is 56999.99…
+    text = f"s={shown:.5f}\n{classes[labels[a]]} / {classes[labels[b]]}"
     if orientations is not None and "orientation" in pairs:
         text += f"\n{orientations[int(pairs['orientation'][p])]}"
     return text
@@ -113,7 +117,7 @@ def threshold_figure(pairs: dict[str, np.ndarray], threshold: float, load_image:
     here_pairs, here_images = (int(n[0]) for n in flagged_counts(pairs, np.array([threshold])))
     above, below = pairs_around(pairs, threshold, k)
 
-    fig, (ax, mosaic_ax) = plt.subplots(2, 1, figsize=(1.75 * 2 * k + 0.6, 6.6), height_ratios=[1, 1.7])
+    fig, (ax, mosaic_ax) = plt.subplots(2, 1, figsize=(1.45 * 2 * k + 0.6, 6.6), height_ratios=[1, 1.7])
     ax.plot(curve, n_pairs, label="pairs flagged")
     ax.plot(curve, n_images, label="images in a flagged pair")
     ax.plot([threshold, threshold], [here_pairs, here_images], "ko", ms=5)
@@ -124,7 +128,7 @@ def threshold_figure(pairs: dict[str, np.ndarray], threshold: float, load_image:
     ax.yaxis.set_major_formatter(ScalarFormatter())   # plain numbers: faster to draw than 10^x labels
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="similarity threshold", ylabel="count (log)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=8, loc="lower left")
 
     gap = tile // 8
     mosaic = np.full((2 * tile + gap, 2 * k * (tile + gap) - gap), np.nan)
@@ -134,7 +138,7 @@ def threshold_figure(pairs: dict[str, np.ndarray], threshold: float, load_image:
             mosaic[:tile, x : x + tile] = fit_tile(load_image(int(pairs["i"][p])), tile)
             mosaic[tile + gap :, x : x + tile] = fit_tile(load_image(int(pairs["j"][p])), tile)
             mosaic_ax.text(x + tile / 2, -4, _pair_caption(pairs, int(p), labels, classes, orientations),
-                           ha="center", va="bottom", fontsize=7, color="tab:red" if n == 0 else "tab:blue")
+                           ha="center", va="bottom", fontsize=8, color="tab:red" if n == 0 else "tab:blue")
     mosaic_ax.imshow(np.ma.masked_invalid(mosaic), cmap="gray", interpolation="nearest")
     mosaic_ax.set_xticks([k * (tile + gap) / 2 - gap / 2, (3 * k * (tile + gap)) / 2 - gap / 2],
                          [f"{len(above)} pairs just above (flagged)", f"{len(below)} pairs just below (not flagged)"])

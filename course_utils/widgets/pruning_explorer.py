@@ -43,10 +43,10 @@ def magnitude_threshold(magnitudes: np.ndarray, sparsity: float) -> float:
     return float(np.partition(values, removed - 1)[removed - 1])
 
 
-def curve_point(xs: Sequence[float], ys: Sequence[float], x: float) -> tuple[float, bool]:
+def curve_point(xs: Sequence[float], ys: Sequence[float], x: float, atol: float = 1e-9) -> tuple[float, bool]:
     """The value of a measured curve at ``x``, and whether it was measured there.
 
-    At a grid point (``x`` equal to some ``xs[i]`` up to 1e-9) it is the measured ``ys[i]``
+    At a grid point (``x`` equal to some ``xs[i]`` up to ``atol``) it is the measured ``ys[i]``
     (the first one if a point repeats) and ``True``; between two grid points it is the
     straight line between them and ``False``, so the figure can draw it as an estimate.
     ``xs`` must be non-decreasing and ``x`` inside ``[xs[0], xs[-1]]``: a curve is not
@@ -57,9 +57,9 @@ def curve_point(xs: Sequence[float], ys: Sequence[float], x: float) -> tuple[flo
         raise ValueError(f"xs and ys must be 1-D and of one length, got shapes {xs_.shape} and {ys_.shape}")
     if np.any(np.diff(xs_) < 0):
         raise ValueError(f"xs must be non-decreasing, got {xs_.tolist()}")
-    if not xs_[0] - 1e-9 <= x <= xs_[-1] + 1e-9:
+    if not xs_[0] - atol <= x <= xs_[-1] + atol:
         raise ValueError(f"x = {x!r} lies outside the measured range [{xs_[0]}, {xs_[-1]}]")
-    hits = np.flatnonzero(np.abs(xs_ - x) <= 1e-9)
+    hits = np.flatnonzero(np.abs(xs_ - x) <= atol)
     if hits.size:
         return float(ys_[hits[0]]), True
     right = int(np.searchsorted(xs_, x))  # xs_[right - 1] < x < xs_[right]
@@ -67,12 +67,13 @@ def curve_point(xs: Sequence[float], ys: Sequence[float], x: float) -> tuple[flo
     return float(ys_[right - 1] + share * (ys_[right] - ys_[right - 1])), False
 
 
-def _curves(ax, curves: Mapping[str, Curve], sparsity: float, fmt: str) -> None:
-    """Draw each curve with a marker at ``sparsity``: filled if measured, hollow if interpolated."""
+def _curves(ax, curves: Mapping[str, Curve], sparsity: float, fmt: str, atol: float) -> None:
+    """Draw each curve with a marker at ``sparsity``: filled if measured (within ``atol``),
+    hollow if interpolated."""
     for k, (name, (xs, ys)) in enumerate(curves.items()):
         ax.plot(xs, ys, "-o", color=f"C{k}", ms=3, lw=1.2, label=name)
-        if xs[0] - 1e-9 <= sparsity <= xs[-1] + 1e-9:
-            y, measured = curve_point(xs, ys, sparsity)
+        if xs[0] - atol <= sparsity <= xs[-1] + atol:
+            y, measured = curve_point(xs, ys, sparsity, atol)
             ax.plot([sparsity], [y], "o", ms=10, color=f"C{k}", mfc=f"C{k}" if measured else "white", mew=2,
                     gid=f"marker: {name}")
             ax.annotate(format(y, fmt), (sparsity, y), textcoords="offset points", xytext=(8, 4),
@@ -90,29 +91,42 @@ def pruning_explorer_figure(sparsity: float, magnitudes: np.ndarray, layer: np.n
                             accuracy: Mapping[str, Curve], latency: Mapping[str, Curve],
                             retrained_accuracy: Mapping[str, Curve] | None = None,
                             retrained_latency: Mapping[str, Curve] | None = None,
-                            latency_unit: str = "ms per batch") -> plt.Figure:
+                            latency_unit: str = "ms per batch",
+                            latency_noise: tuple[float, float] | None = None) -> plt.Figure:
     """Lesson 14's slider: what pruning a share ``sparsity`` of the weights does.
 
     Left: the magnitudes ``|w|`` of one layer (``layer``, called ``layer_name``) with the
     global threshold τ computed from ``magnitudes`` (all prunable weights), and the share of
-    this layer at or below it (a linear count axis, so the shaded area is the share removed). Middle and right: the measured ``accuracy`` and ``latency``
-    curves (name → (share removed, value)), each with a marker at ``sparsity`` (filled where
-    measured, hollow where interpolated), and optional retrained points as stars. Only draws; everything is measured before.
+    this layer at or below it (a linear count axis, so the shaded area is the share removed).
+    Below it, left and right: the measured ``accuracy`` and ``latency`` curves (name → (share removed, value)), each with a marker at ``sparsity`` (filled where
+    measured, hollow where interpolated), and optional retrained points as stars.
+    ``latency_noise``: ``(low, high)``, the spread of latencies that should be equal (e.g.
+    networks doing the same arithmetic), drawn as a grey band: a latency inside it cannot be
+    told from noise. One legend under both panels (same colours in both). Only draws;
+    everything is measured before.
     """
     tau = magnitude_threshold(magnitudes, sparsity)
     weights = np.abs(np.asarray(layer, dtype=np.float64)).ravel()
-    fig, (ax_h, ax_a, ax_t) = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig = plt.figure(figsize=(9, 8))   # two rows: readable at a page's width
+    grid = fig.add_gridspec(2, 2, height_ratios=[0.8, 1])
+    ax_h, ax_a, ax_t = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
     counts, edges = np.histogram(weights, bins=120)
     ax_h.stairs(counts, edges, fill=True, color="0.6")
     if np.isfinite(tau):
         ax_h.axvspan(edges[0], tau, color="tab:red", alpha=0.15)
         ax_h.axvline(tau, color="tab:red", lw=1.5, label=f"τ = {tau:.4f}")
-        ax_h.legend(fontsize=8, loc="upper right")
+        ax_h.legend(fontsize=9, loc="upper right")
     ax_h.set(xlabel="|w|", ylabel="number of weights",
              title=f"{layer_name}: {np.mean(weights <= tau):.0%} of it at or below τ\n"
                    f"(global threshold for {sparsity:.0%} of all weights)")
-    _curves(ax_a, accuracy, sparsity, ".3f")
-    _curves(ax_t, latency, sparsity, ".1f")
+    # magnitude pruning removes round(s·n) of the n weights, so its measured share differs from
+    # s by up to half a weight: within one weight, a curve's point counts as measured at s
+    one_weight = 1.0 / np.asarray(magnitudes).size
+    _curves(ax_a, accuracy, sparsity, ".3f", one_weight)
+    if latency_noise is not None:
+        low, high = sorted(float(v) for v in latency_noise)
+        ax_t.axhspan(low, high, color="0.5", alpha=0.25, lw=0, label=f"timing noise: {low:.1f}–{high:.1f}")
+    _curves(ax_t, latency, sparsity, ".1f", one_weight)
     if retrained_accuracy:
         _retrained(ax_a, retrained_accuracy, len(accuracy))
     if retrained_latency:
@@ -121,8 +135,11 @@ def pruning_explorer_figure(sparsity: float, magnitudes: np.ndarray, layer: np.n
              title="Accuracy (stars: after retraining)")
     ax_t.set(xlabel="share of conv + linear weights removed", ylabel=latency_unit, ylim=(0, None),
              title="Latency (median, CPU)")
+    entries: dict[str, object] = {}
     for ax in (ax_a, ax_t):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.86, wspace=0.25)  # tight_layout: 0.7 s a move
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.93, wspace=0.28, hspace=0.42)  # tight_layout: 0.7 s a move
     return fig
