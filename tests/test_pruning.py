@@ -243,3 +243,21 @@ def test_latency_helpers_return_positive_times_and_restore_state():
     latency = measure_latency(model, torch.randn(2, 1, 32, 32), repeats=3, warmup=1, threads=1)
     assert latency > 0
     assert model.training and torch.get_num_threads() == threads
+
+
+def test_interleaved_latency_times_in_rounds_and_keeps_the_fastest(monkeypatch):
+    """Every round times every model in turn, and each model keeps its fastest round."""
+    from course_utils.training import pruning
+
+    order, scripted = [], {"a": [30.0, 10.0, 20.0], "b": [5.0, 50.0, 7.0]}
+
+    def fake(model, x, repeats, warmup, threads):
+        order.append(model)
+        return scripted[model].pop(0)
+
+    monkeypatch.setattr(pruning, "measure_latency", fake)
+    result = pruning.interleaved_latency({"a": "a", "b": "b"}, torch.zeros(1), rounds=3)
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    assert result == {"a": 10.0, "b": 5.0}
+    with pytest.raises(ValueError, match="rounds"):
+        pruning.interleaved_latency({"a": "a"}, torch.zeros(1), rounds=0)

@@ -353,6 +353,26 @@ def median_time_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3)
     return 1000 * statistics.median(times)
 
 
+def interleaved_latency(models: dict, x: torch.Tensor, rounds: int = 3, repeats: int = 10, warmup: int = 2,
+                        threads: int | None = None) -> dict:
+    """Milliseconds of one forward pass on ``x`` for each of ``models`` (name → model), timed fairly.
+
+    Timing one model after another lets a burst of other work on the computer land on a single
+    model and make it look slow. Here every round times every model (``measure_latency``, the
+    median of ``repeats`` passes), the rounds one after another, so a burst spreads over
+    several models and rounds; each model keeps its fastest round, because other work can only
+    add time, never remove it.
+    """
+    if rounds < 1:
+        raise ValueError(f"need rounds ≥ 1, not {rounds!r}")
+    best = {name: float("inf") for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            ms = measure_latency(model, x, repeats=repeats, warmup=warmup, threads=threads)
+            best[name] = min(best[name], ms)
+    return best
+
+
 def measure_latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3,
                     threads: int | None = None) -> float:
     """Median milliseconds of one forward pass of ``model`` on the batch ``x``.
