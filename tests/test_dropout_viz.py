@@ -13,7 +13,7 @@ from course_utils.numpy_nn.layers import mlp
 from course_utils.numpy_nn.optim import Adam
 from course_utils.numpy_nn.train import fit, predict_logits
 from course_utils.widgets import dropout as viz
-from course_utils.widgets.dropout import (accuracy_curve, check_rate, explore_dropout, first_hidden, masked_logits,
+from course_utils.widgets.dropout import (accuracy_curve, check_drop_probability, explore_dropout, first_hidden, masked_logits,
                                           masked_means)
 
 
@@ -39,7 +39,7 @@ def trained():
 @pytest.mark.parametrize("p", [1.0, 1.5, -0.1, float("nan")])
 def test_rates_outside_zero_to_one_are_refused_with_the_range(p, hidden_row, trained):
     model, x, y = trained
-    for call in (lambda: check_rate(p), lambda: masked_means(hidden_row, p),
+    for call in (lambda: check_drop_probability(p), lambda: masked_means(hidden_row, p),
                  lambda: masked_logits(model, first_hidden(model, x), p, np.random.default_rng(0)),
                  lambda: accuracy_curve(model, first_hidden(model, x), y, rates=[0.0, p]),
                  lambda: explore_dropout(p, hidden_row, accuracy_curve(model, first_hidden(model, x), y, [0.0]))):

@@ -189,6 +189,14 @@ def mse_loss(pred: Array, target: Array) -> tuple[float, Array]:
 # --------------------------------------------------------------------------------------
 
 
+def check_drop_probability(p: float) -> float:
+    """``p`` as a float if it is a valid drop probability, else a ``ValueError`` that says why
+    (``p = 1`` would drop every unit and make the ``1 / (1 - p)`` scaling undefined)."""
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"drop probability p must be in [0, 1), got {p}")
+    return float(p)
+
+
 def dropout_forward(x: Array, p: float, train: bool, rng: np.random.Generator | None = None) -> tuple[Array, Cache]:
     """Inverted dropout with *drop* probability ``p``.
 
@@ -197,8 +205,7 @@ def dropout_forward(x: Array, p: float, train: bool, rng: np.random.Generator | 
     ``E[out] = (1 - p) * x / (1 - p) = x``. At evaluation time the layer is the identity and
     needs no rescaling (that is what "inverted" buys). ``cache`` is the mask (or ``None``).
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"drop probability p must be in [0, 1), got {p}")
+    check_drop_probability(p)
     if not train or p == 0.0:
         return x, None
     rng = rng if rng is not None else np.random.default_rng()

@@ -43,7 +43,8 @@ SCOPES = ("global", "layer")
 # --------------------------------------------------------------------------------------
 
 
-def _check_fraction(value: float, name: str = "sparsity") -> float:
+def check_fraction(value: float, name: str = "sparsity") -> float:
+    """``value`` as a float if it is a share in [0, 1), else a ``ValueError`` naming ``name``."""
     if not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), not {value!r}")
     return float(value)
@@ -74,7 +75,7 @@ def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global") ->
     many small weights lose more of them; ``scope="layer"`` removes the same share from
     every layer. The model is not changed: see ``apply_masks``.
     """
-    _check_fraction(sparsity)
+    check_fraction(sparsity)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
     weights = prunable_weights(model)
@@ -104,7 +105,7 @@ def prune_one_shot(model: nn.Module, sparsity: float, scope: str = "global") -> 
 def iterative_schedule(sparsity: float, steps: int) -> list[float]:
     """A schedule of ``steps`` rounds that ends at ``sparsity``, each round removing the same
     share of the weights still left: ``s_i = 1 − (1 − s)^(i / steps)``."""
-    _check_fraction(sparsity)
+    check_fraction(sparsity)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, not {steps!r}")
     return [1 - (1 - sparsity) ** (i / steps) for i in range(1, steps)] + [sparsity]
@@ -126,7 +127,7 @@ def prune_iteratively(model: nn.Module, schedule: Sequence[float],
     Weights pruned in one round are zero, hence the smallest, so each round's mask contains
     the previous one: once pruned, always pruned. Returns the final masks.
     """
-    schedule = [_check_fraction(s) for s in schedule]
+    schedule = [check_fraction(s) for s in schedule]
     if not schedule or any(b < a for a, b in zip(schedule, schedule[1:])):
         raise ValueError(f"schedule must be a non-empty, non-decreasing list of sparsities, not {schedule!r}")
     masks: dict[str, torch.Tensor] = {}
@@ -240,7 +241,7 @@ def channel_scores(model: SmallCNN, score: str = "l1") -> list[torch.Tensor]:
 def kept_channels(model: SmallCNN, fraction: float, score: str = "l1") -> list[torch.Tensor]:
     """Indices (sorted) of the channels each block keeps when it drops the ``fraction`` of
     its channels with the lowest score; every block keeps at least one."""
-    _check_fraction(fraction, "fraction")
+    check_fraction(fraction, "fraction")
     keep = []
     for scores in channel_scores(model, score):
         n_keep = max(1, len(scores) - int(round(fraction * len(scores))))

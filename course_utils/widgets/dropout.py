@@ -24,23 +24,12 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..numpy_nn.layers import ACTIVATIONS, Sequential, dropout_forward
+from ..numpy_nn.layers import ACTIVATIONS, Sequential, check_drop_probability, dropout_forward
 
 
 Array = np.ndarray
 
 _ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
-
-
-def check_rate(p: float) -> float:
-    """``p`` as a float if it is a valid drop probability, else a ``ValueError`` that says why.
-
-    ``p = 1`` would drop every unit and divide by zero in the ``1 / (1 - p)`` scaling.
-    """
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"the drop probability p must be in [0, 1) (p = 1 drops every unit and "
-                         f"1/(1-p) is undefined); got p = {p}")
-    return float(p)
 
 
 def _first_activation(model: Sequential) -> int:
@@ -73,7 +62,7 @@ def masked_logits(model: Sequential, hidden: Array, p: float, rng: np.random.Gen
     else runs in evaluation mode (so the model's own ``Dropout`` layers do nothing). With
     ``p = 0`` this is exactly the evaluation-mode prediction.
     """
-    p = check_rate(p)
+    p = check_drop_probability(p)
     was_training = any(layer.training for layer in model.layers)
     model.eval()
     h, _ = dropout_forward(hidden, p, train=True, rng=rng)
@@ -120,7 +109,7 @@ def masked_means(h: Array, p: float, n_masks: int = 500, seed: int = 0) -> Maske
     The same ``seed`` draws the same uniform numbers at every ``p``, so a larger ``p`` drops a
     superset of the units a smaller one drops: moving a slider up only ever darkens more units.
     """
-    p = check_rate(p)
+    p = check_drop_probability(p)
     h = np.asarray(h, dtype=float).ravel()
     out, _ = dropout_forward(np.broadcast_to(h, (n_masks, h.size)), p, train=True,
                              rng=np.random.default_rng(seed))
@@ -145,7 +134,7 @@ def accuracy_curve(model: Sequential, hidden: Array, y: Array, rates, n_masks: i
                    seed: int = 0) -> AccuracyCurve:
     """Single-mask accuracy at every rate of ``rates`` (``n_masks`` draws each) and the
     evaluation-mode accuracy, from the precomputed ``first_hidden`` activations of images ``y``."""
-    rates = np.array([check_rate(p) for p in rates])
+    rates = np.array([check_drop_probability(p) for p in rates])
     rng = np.random.default_rng(seed)
     y = np.asarray(y)
     single = np.array([[np.mean(masked_logits(model, hidden, p, rng).argmax(axis=1) == y)
@@ -177,7 +166,7 @@ def explore_dropout(p: float, h: Array, curve: AccuracyCurve, image: Array | Non
     masks are drawn here, so a slider move stays fast; the same ``seed`` at a larger ``p``
     drops a superset of the units.
     """
-    p = check_rate(p)
+    p = check_drop_probability(p)
     h = np.asarray(h, dtype=float).ravel()
     stats = masked_means(h, p, n_masks, seed)
     shown, _ = dropout_forward(np.broadcast_to(h, (n_shown, h.size)), p, train=True,

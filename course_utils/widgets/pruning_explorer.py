@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..training.pruning import _check_fraction
+from ..training.pruning import check_fraction
 
 
 Curve = tuple[Sequence[float], Sequence[float]]  # (share of weights removed, value)
@@ -33,7 +33,7 @@ def magnitude_threshold(magnitudes: np.ndarray, sparsity: float) -> float:
     ``magnitude_masks`` removes (Python's ``round``: halves go to the even number). When
     nothing is removed the threshold is ``-inf``. ``sparsity`` must be in [0, 1).
     """
-    _check_fraction(sparsity)
+    check_fraction(sparsity)
     values = np.abs(np.asarray(magnitudes, dtype=np.float64)).ravel()
     if values.size == 0:
         raise ValueError("magnitude_threshold needs at least one weight magnitude, got an empty array")
