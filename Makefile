@@ -58,6 +58,9 @@ notebooks:
 # course_utils when it starts (jupyter/ipython_kernel_config.py, copied into the environment)
 # and chooses for itself; any other value is put into Jupyter's environment.
 OPENMP_ENV = $(shell $(PY) -c "from course_utils.profiles import openmp_exports; print(openmp_exports())")
+# Runs with nobody at the keyboard create no slider widgets (course_utils/widgets/live.py): nobody
+# could move them, and the notebook runner can wait for ever on an interact cell (nbclient#312).
+UNATTENDED_ENV := COURSE_LIVE_WIDGETS=0
 KERNEL_CONFIG = mkdir -p $(VENV)/etc/ipython && cp jupyter/ipython_kernel_config.py $(VENV)/etc/ipython/
 
 # One lesson, executed without JupyterLab, e.g. `make lesson L=08` or, to record the same
@@ -67,7 +70,7 @@ lesson:
 	@test -n "$(L)" || { echo "usage: make lesson L=08  [COURSE_SPLIT=official] [COURSE_SEED=1]"; exit 2; }
 	@mkdir -p runs
 	$(KERNEL_CONFIG)
-	$(OPENMP_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupytext --to ipynb --execute \
+	$(OPENMP_ENV) $(UNATTENDED_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupytext --to ipynb --execute \
 		$(wildcard notebooks/$(L)_*.md) -o runs/$(L)-$${COURSE_PROFILE:-full}-$${COURSE_SPLIT:-grouped}-seed$${COURSE_SEED:-0}.ipynb
 
 # Lessons are Markdown notebooks (jupytext); overrides.json makes JupyterLab open them as
@@ -104,7 +107,7 @@ book:
 	bash book/fetch_assets.sh
 	$(PY) -m course_utils.results
 	$(KERNEL_CONFIG)
-	$(OPENMP_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
+	$(OPENMP_ENV) $(UNATTENDED_ENV) COURSE_PROFILE=$${COURSE_PROFILE:-full} $(BIN)/jupyter-book build book -W -n --keep-going
 
 # The built book and the Voila app in headless Chromium (run after `make notebooks` and `make book`).
 book-test:
