@@ -195,6 +195,8 @@ def test_figures_render_to_png(trained, monkeypatch):
         png = app.figure_png(fig)
         assert png.startswith(b"\x89PNG") and len(png) > 5000
         assert Image.open(io.BytesIO(png)).size[0] > 200
+    bars = [ax for ax in app.overlay_figure(result).axes if ax.get_ylabel() == "Grad-CAM (0 to 1)"]
+    assert not result.rejected and len(bars) == 1  # the overlay's colour bar
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     app.show_figure(app.result_figure(result))

@@ -234,13 +234,31 @@ def test_overlay_keeps_the_mri_visible():
         explain.overlay(image, np.zeros((8, 8)))
 
 
+def test_heat_maps_use_a_perceptually_uniform_map_with_a_colour_bar():
+    import matplotlib
+
+    cmap = matplotlib.colormaps[explain.HEAT_CMAP]
+    # Perceptually ordered: the colours' brightness (Rec. 709 luma) rises with the value.
+    rgb = cmap(np.linspace(0, 1, 64))[:, :3]
+    luma = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(luma) > 0), f"{explain.HEAT_CMAP} is not monotonic in brightness"
+    jet = matplotlib.colormaps["jet"](np.linspace(0, 1, 64))[:, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    assert not np.all(np.diff(jet) > 0)  # the check above can fail: jet would not pass it
+    fig = explain.show_overlays(torch.rand(5, 1, 16, 16), torch.rand(5, 16, 16), ["x"] * 5, ncols=3)
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == explain.overlays.HEAT_LABEL]
+    assert len(bars) == 1 and len(fig.axes) == 6 + 1  # 2×3 panels and one colour bar for all
+    plt.close(fig)
+
+
 def test_explorer_callback():
     torch.manual_seed(0)
     model = SmallCNN(widths=(8, 16, 32), hidden=0).eval()
     inputs, labels = torch.randn(3, 1, 32, 32), [0, 1, 2]
     classes = ("glioma", "meningioma", "notumor", "pituitary")
     fig = explore(model, inputs, labels, classes, index=1, target="notumor", layer="block 2", alpha=0.3)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 4  # image, map, overlay and the map's colour bar
+    assert fig.axes[1].images[0].get_cmap().name == explain.HEAT_CMAP
+    assert "map value" in fig.axes[3].get_ylabel()
     assert "explaining notumor" in fig.axes[2].get_title()
     assert "block 2 (8×8)" in fig.axes[1].get_title()
     shown = fig.axes[2].images[0].get_array()

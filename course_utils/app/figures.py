@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from ..explain.overlays import overlay
+from ..explain.overlays import add_heat_colorbar, overlay
 from .analysis import Analysis
 from .guard import REJECT_MESSAGE
 
@@ -61,6 +61,7 @@ def _draw_image(ax, analysis: Analysis, alpha: float | None) -> None:
     else:
         ax.imshow(overlay(analysis.pixels.astype(np.float32), analysis.cam, alpha))
         ax.set_title(f"Grad-CAM for {analysis.top_class}\n({analysis.probabilities[analysis.top]:.1%})", fontsize=9)
+        add_heat_colorbar(ax.figure, ax, label="Grad-CAM (0 to 1)")
     ax.axis("off")
 
 

@@ -17,13 +17,14 @@ from .occlusion import black_level, occlusion_map, window_starts
 from .deletion import (area_under_curve, blurred, deletion_curves, insertion_curves, pixel_ranking,
                        random_saliency, reveal_curves)
 from .adversarial import AdversarialExample, fgsm, input_gradient
-from .overlays import overlay, show_overlays
+from .overlays import HEAT_CMAP, add_heat_colorbar, overlay, show_overlays
 from .sanity import (cascading_randomization, randomization_cascade, RandomizationResult, rank_correlation,
                      reinitialize)
 
 __all__ = ["EPS", "as_targets", "class_activation_map", "classifier_of", "ClassTarget",
            "default_target_layer", "finish_maps", "grad_cam", "GradCAM", "layers_by_depth", "normalize_maps",
            "SoftmaxTarget", "target_classes", "TargetSpec", "upsample_maps", "overlay", "show_overlays",
+           "HEAT_CMAP", "add_heat_colorbar",
            "cascading_randomization", "randomization_cascade", "RandomizationResult", "rank_correlation",
            "reinitialize", "black_level", "occlusion_map", "window_starts", "area_under_curve", "blurred",
            "deletion_curves", "insertion_curves", "pixel_ranking", "random_saliency", "reveal_curves",

@@ -1,4 +1,12 @@
-"""Heat-map overlays that keep the MRI visible under a Grad-CAM map."""
+"""Heat-map overlays that keep the MRI visible under a Grad-CAM map.
+
+The maps are drawn with ``HEAT_CMAP`` ("inferno"), a perceptually uniform colour map: equal
+steps in the map's value look like equal steps in colour, and its brightness rises
+monotonically, so the strongest evidence is also the brightest colour and the map still reads
+in gray print or to a reader with a colour-vision deficiency. The rainbow "jet" map, common in
+Grad-CAM figures, does neither: its bright yellow and cyan bands suggest edges that are not in
+the map. Every figure of a map carries a colour bar (``add_heat_colorbar``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,11 @@ import numpy as np
 import torch
 
 from .gradcam import EPS
+
+HEAT_CMAP = "inferno"
+"""The colour map of every Grad-CAM and saliency figure in the course (see the module docstring)."""
+
+HEAT_LABEL = "map value (0 = none, 1 = strongest)"
 
 
 # ------------------------------------------------------------------------------------------
@@ -24,7 +37,7 @@ def _as_2d(image) -> np.ndarray:
     return image
 
 
-def overlay(image, cam, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+def overlay(image, cam, alpha: float = 0.5, cmap: str = HEAT_CMAP) -> np.ndarray:
     """An RGB image ``(H, W, 3)`` in [0, 1]: the gray MRI with the heat map blended on top.
 
     The MRI is scaled to [0, 1] per image (standardised inputs display too). The heat map's
@@ -45,8 +58,11 @@ def overlay(image, cam, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
 
 def show_overlays(images, cams, titles: Sequence[str] | None = None, alpha: float = 0.5, ncols: int = 6,
                   title_colors: Sequence[str] | None = None, suptitle: str | None = None, size: float = 1.9,
-                  cmap: str = "jet"):
-    """A grid of overlays, one per image (``images`` ``(N, [C,] H, W)``, ``cams`` ``(N, H, W)``)."""
+                  cmap: str = HEAT_CMAP):
+    """A grid of overlays, one per image (``images`` ``(N, [C,] H, W)``, ``cams`` ``(N, H, W)``).
+
+    One colour bar at the right reads for every panel (the maps are all in [0, 1]).
+    """
     import matplotlib.pyplot as plt  # here: only when drawing
 
     n = len(cams)
@@ -62,4 +78,21 @@ def show_overlays(images, cams, titles: Sequence[str] | None = None, alpha: floa
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    add_heat_colorbar(fig, list(axes.flat), cmap)
     return fig
+
+
+def add_heat_colorbar(fig, axes, cmap: str = HEAT_CMAP, label: str = HEAT_LABEL):
+    """A colour bar for maps in [0, 1] drawn with ``cmap``, beside ``axes`` (one or several).
+
+    In an overlay a pixel's colour covers the MRI in proportion to its value, so a low value
+    shows mostly the gray image; the bar gives the colour at full strength.
+    """
+    import matplotlib  # here: only when drawing
+
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, 1.0), cmap=cmap)
+    bar = fig.colorbar(scale, ax=axes, fraction=0.025 if isinstance(axes, list) and len(axes) > 1 else 0.046,
+                       pad=0.02, shrink=0.9)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return bar

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..explain.gradcam import GradCAM, layers_by_depth
-from ..explain.overlays import _as_2d, overlay
+from ..explain.overlays import HEAT_CMAP, _as_2d, add_heat_colorbar, overlay
 
 
 # ------------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def explore(model: nn.Module, inputs: torch.Tensor, labels: Sequence[int], class
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.6))
     axes[0].imshow(_as_2d(x[0]), cmap="gray")
     axes[0].set_title(f"image {index}: true {classes[true]}", fontsize=9)
-    axes[1].imshow(heat.numpy(), cmap="jet", vmin=0, vmax=1)
+    axes[1].imshow(heat.numpy(), cmap=HEAT_CMAP, vmin=0, vmax=1)
     axes[1].set_title(f"Grad-CAM at {layer} ({low_res[0]}×{low_res[1]})", fontsize=9)
     axes[2].imshow(overlay(x[0], heat, alpha))
     color = "tab:green" if predicted == true else "tab:red"
@@ -55,4 +55,5 @@ def explore(model: nn.Module, inputs: torch.Tensor, labels: Sequence[int], class
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
+    add_heat_colorbar(fig, axes[1])
     return fig
