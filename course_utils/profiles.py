@@ -35,6 +35,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from .widgets import style as figure_style
+
 PROFILE_VARIABLE = "COURSE_PROFILE"
 PROFILES = ("full", "smoke")
 SEED_VARIABLE = "COURSE_SEED"
@@ -399,7 +401,7 @@ def _report_openmp() -> None:
 
 
 def setup(seed: int | None = None, threads: int | None = None, verbose: bool = True) -> "torch.device":
-    """The one call at the top of a lesson: seeds, threads, allocator, device.
+    """The one call at the top of a lesson: seeds, threads, allocator, figure style, device.
 
     ``seed`` defaults to ``current_seed()`` (``COURSE_SEED``, else 0). Returns the device to
     train on. With the same seed, profile and device, a lesson gives the same numbers on every
@@ -423,6 +425,7 @@ def setup(seed: int | None = None, threads: int | None = None, verbose: bool = T
     if threads > 1 and verbose:  # one thread never waits for another
         _report_openmp()
     seed_everything(seed)
+    figure_style.apply()  # figure sizes and type for the book's column (course_utils.widgets.style)
     device = choose_device()
     if verbose:
         print(f"profile={current_profile()}  device={device}  threads={threads}  seed={seed}")

@@ -262,7 +262,7 @@ def plot_sweep(histories: dict[float, History], selected: float, name: str = "dr
     if selected not in histories:
         raise KeyError(f"no run for {name} = {selected}; have {sorted(histories)}")
     h = histories[selected]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8.6, 3.4))
     ax_loss.plot(h.epochs, h.train_loss, "--", color="C0", label="training loss")
     ax_loss.plot(h.epochs, h.val_loss, "-", color="C0", label="validation loss")
     ax_loss.set_ylim(0, max(1.0, 1.1 * max(h.val_loss[1:] or h.val_loss)))
@@ -270,7 +270,7 @@ def plot_sweep(histories: dict[float, History], selected: float, name: str = "dr
     ax_loss.set_ylabel("cross-entropy")
     ax_loss.set_title(f"{name} = {selected}: min validation loss {min(h.val_loss):.3f}", fontsize=10)
     ax_loss.grid(alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    ax_loss.legend()
     values = sorted(histories)
     ax_acc.plot(values, [histories[v].train_acc[-1] for v in values], "s--", color="C1", label="training (last epoch)")
     ax_acc.plot(values, [histories[v].val_acc[-1] for v in values], "o-", color="C2", label="validation (last epoch)")
@@ -279,6 +279,6 @@ def plot_sweep(histories: dict[float, History], selected: float, name: str = "dr
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy after the last epoch, every run", fontsize=10)
     ax_acc.grid(alpha=0.3)
-    ax_acc.legend(fontsize=8)
+    ax_acc.legend()
     fig.tight_layout()
     return fig

@@ -2,6 +2,8 @@
 grids with predictions, feature maps.
 
 Every function draws one figure and returns it (the notebook then calls ``plt.show()``).
+Sizes follow the course's figure style (``course_utils.widgets.style``): no wider than
+``MAX_WIDTH``; a grid with more images than fit across gets more rows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
+
+from .style import MAX_WIDTH, PAGE_WIDTH
 
 MISTAKE_COLOR = "tab:red"
 CORRECT_COLOR = "tab:green"
@@ -33,7 +37,7 @@ def plot_history(history, title: str | None = None, show_lr: bool | None = None)
     if show_lr is None:
         show_lr = any(len(set(np.round(h.lr, 12))) > 1 for h in histories.values())
     ncols = 3 if show_lr else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.6))
+    fig, axes = plt.subplots(1, ncols, figsize=(PAGE_WIDTH if ncols == 2 else MAX_WIDTH, 3.2))
     for i, (label, h) in enumerate(histories.items()):
         color = f"C{i}"
         prefix = f"{label} " if label else ""
@@ -46,7 +50,7 @@ def plot_history(history, title: str | None = None, show_lr: bool | None = None)
             axes[2].plot(h.epochs, h.lr, "-o", ms=3, color=color, label=label or None)
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
     axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     if show_lr:
         axes[2].set(xlabel="epoch", ylabel="learning rate (start of epoch)", title="learning rate", yscale="log")
     for ax in axes:
@@ -92,13 +96,14 @@ def show_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
     """Show images in a grid. ``images``: ``(N, H, W)`` or ``(N, 1, H, W)`` array or tensor.
 
     Each image is scaled to its own minimum and maximum, so standardised and raw images
-    both display well.
+    both display well. Each panel is ``size`` inches wide; at most ``MAX_WIDTH // size``
+    panels go across (more rows instead), so that titles stay readable on the page.
     """
     images = _to_numpy(images)
     if images.ndim == 4:
         images = images[:, 0]
     n = len(images)
-    ncols = max(1, min(ncols, n))
+    ncols = max(1, min(ncols, n, int(MAX_WIDTH // size)))
     nrows = max(1, -(-n // ncols))
     title_lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 * title_lines + 0.1) * nrows),
@@ -109,7 +114,7 @@ def show_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
             continue
         ax.imshow(images[i], cmap=cmap)
         if titles is not None:
-            ax.set_title(titles[i], fontsize=8, color=title_colors[i] if title_colors is not None else "black")
+            ax.set_title(titles[i], fontsize=9, color=title_colors[i] if title_colors is not None else "black")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
