@@ -1,0 +1,130 @@
+"""Author-year citations in the lessons' text become links into the book's one bibliography.
+
+The lessons are plain Markdown, read as notebooks in JupyterLab, so they cite the way a
+paper does: "(Kingma & Ba 2015)", "He et al. (2016)", and in each lesson's References list
+"D. P. Kingma, J. Ba (2015). *Adam ...*". In the book each such citation becomes a link to its
+entry on the References page (``references.md``, every entry of ``references.bib``).
+
+A year (1900-2099) is a citation when, within the few words before it, stands the surname of
+the first author of exactly one entry of that year in ``references.bib``; the link covers the
+text from that surname to the year. A surname and year that fit two entries (He 2016) is left
+as text rather than guessed. Code, math, links and headings are never touched.
+
+The entries' anchors are ``cite-<key>`` (``bibtex_cite_id`` in ``_config.yml``). The browser
+test opens every link made here and checks that its anchor exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+YEAR = re.compile(r"\b((?:19|20)\d\d)[a-z]?\b")
+WINDOW = 70  # characters before a year in which its first author's surname must stand
+SKIPPED_PARENTS = (nodes.literal, nodes.literal_block, nodes.math, nodes.math_block, nodes.reference,
+                   nodes.title, nodes.raw, nodes.FixedTextElement, nodes.citation, nodes.label)
+BIBLIOGRAPHY_PAGE = "references"
+
+
+def first_authors(bibfile: Path) -> dict[str, dict[str, list[str]]]:
+    """``{year: {first author's surname: [keys]}}`` for every entry of a BibTeX file."""
+    from pybtex.database import parse_file  # installed with sphinxcontrib-bibtex
+
+    table: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for key, entry in parse_file(str(bibfile)).entries.items():
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        year = entry.fields.get("year", "")
+        if people and year:
+            surname = re.sub(r"[{}\\]", "", " ".join(people[0].last_names))
+            table[year][surname].append(key)
+    return table
+
+
+def find_citations(text: str, table) -> list[tuple[int, int, str]]:
+    """``(start, end, key)`` of every citation in ``text`` (see the module docstring)."""
+    found = []
+    for match in YEAR.finditer(text):
+        surnames = table.get(match.group(1), {})
+        window_start = max(0, match.start() - WINDOW)
+        window = text[window_start:match.start()]
+        best = None
+        for surname, keys in surnames.items():
+            for hit in re.finditer(rf"(?<![\w-]){re.escape(surname)}(?![\w-])", window):
+                if best is None or hit.start() > best[0]:
+                    best = (hit.start(), keys)
+        if best is None or len(best[1]) != 1:
+            continue
+        start, end = window_start + best[0], match.end()
+        if text[start:end].count("(") > text[start:end].count(")") and text[end:end + 1] == ")":
+            end += 1
+        if found and start < found[-1][1]:
+            continue
+        found.append((start, end, best[1][0]))
+    return found
+
+
+class LinkCitations(SphinxPostTransform):
+    """Turn author-year citations in lesson pages into links to the References page."""
+
+    default_priority = 900
+    formats = ("html",)
+
+    def run(self, **kwargs) -> None:
+        env = self.env
+        if not env.docname.startswith("notebooks/"):
+            return
+        table = getattr(env.app, "course_citation_table", None)
+        if not table:
+            return
+        base = self.app.builder.get_relative_uri(env.docname, BIBLIOGRAPHY_PAGE)
+        for text_node in list(self.document.findall(nodes.Text)):
+            parent = text_node.parent
+            if parent is None or any(isinstance(a, SKIPPED_PARENTS) for a in _ancestors(parent)):
+                continue
+            text = str(text_node)
+            citations = find_citations(text, table)
+            if not citations:
+                continue
+            pieces: list[nodes.Node] = []
+            position = 0
+            for start, end, key in citations:
+                if start > position:
+                    pieces.append(nodes.Text(text[position:start]))
+                link = nodes.reference(text[start:end], text[start:end], refuri=f"{base}#cite-{key}",
+                                       classes=["course-cite"])
+                link["reftitle"] = f"References: {key}"
+                pieces.append(link)
+                position = end
+            if position < len(text):
+                pieces.append(nodes.Text(text[position:]))
+            parent.replace(text_node, pieces)
+
+
+def _ancestors(node: nodes.Node):
+    while node is not None:
+        yield node
+        node = node.parent
+
+
+def load_bibliography(app: Sphinx) -> None:
+    bibfiles = app.config.bibtex_bibfiles or []
+    table: dict = {}
+    for name in bibfiles:
+        for year, surnames in first_authors(Path(app.srcdir) / name).items():
+            for surname, keys in surnames.items():
+                table.setdefault(year, {}).setdefault(surname, []).extend(keys)
+    app.course_citation_table = table
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", load_bibliography)
+    app.add_post_transform(LinkCitations)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
