@@ -310,6 +310,10 @@ HEADERS = {
 }
 
 
+#: The columns a reader looks for first, right after the run's name (when a lesson records them);
+#: the rest follow in the order they were first recorded.
+LEADING = ("split", "test_acc", "test_n", "val_acc", "minutes")
+
 #: Columns shown inside another one: the interval of ``test_acc`` is printed in its cell.
 FOLDED = ("test_low", "test_high")
 
@@ -330,8 +334,9 @@ def to_markdown(table: dict) -> str:
     """Render the results as Markdown: one table per lesson, with the columns that lesson records.
 
     Lessons record different things (accuracies, minutes, sparsity, latency...), so each
-    lesson's table has only its own columns, in the order they were first recorded, then
-    where and when they were measured. Rows measured with several seeds get a second table:
+    lesson's table has only its own columns: first the split, the test accuracy with its
+    interval, n and the validation accuracy (``LEADING``), then the others in the order they
+    were first recorded, then where and when they were measured. Rows measured with several seeds get a second table:
     the spread of their accuracies, seed by seed.
     """
     by_lesson: dict[str, list[dict]] = {}
@@ -340,7 +345,7 @@ def to_markdown(table: dict) -> str:
     blocks = []
     for lesson in sorted(by_lesson):
         rows = [row for row in by_lesson[lesson] if "date" in row]
-        columns = ["name"]
+        columns = ["name"] + [c for c in LEADING if any(c in row for row in rows)]
         for row in rows:
             columns += [k for k in row if k not in columns and k not in META_KEYS and k not in FOLDED]
         columns += ["machine", "date"]

@@ -85,7 +85,7 @@ def test_results_are_written_only_in_full_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "full")
     results.record("05", "mlp", path=path, test_acc=0.91234567, minutes=1.5)
     results.record("05", "mlp", path=path, test_acc=0.92)  # a new run replaces the row
-    results.record("08", "cnn", path=path, test_acc=0.97)
+    results.record("08", "cnn", path=path, epochs=3, test_acc=0.97, test_low=0.95, test_high=0.98, test_n=600)
     table = json.loads(path.read_text())
     assert list(table) == ["05/mlp", "08/cnn"]
     assert table["05/mlp"]["test_acc"] == 0.92 and "minutes" not in table["05/mlp"]
@@ -96,7 +96,9 @@ def test_results_are_written_only_in_full_profile(tmp_path, monkeypatch):
     assert machines.count("\n|") == 3  # one machine: header, rule, one row
     assert "| model / run | split | test acc. | machine | date |" in lesson05  # no minutes: none recorded
     assert "| mlp | grouped | 0.92 |" in lesson05 and "cnn" not in lesson05
-    assert "| cnn | grouped | 0.97 |" in lesson08 and lesson08.count("\n|") == 3  # header, rule, one row
+    # the split, the accuracy with its interval and n lead, before what was recorded first
+    assert "| model / run | split | test acc. | n (groups) | epochs | machine | date |" in lesson08
+    assert "| cnn | grouped | 0.9700 [0.950, 0.980] | 600 | 3 |" in lesson08 and lesson08.count("\n|") == 3
 
 
 def test_course_seed_is_read_from_the_environment(monkeypatch):
