@@ -15,8 +15,16 @@ On every lesson page the ``.ipynb`` in the download menu, fetched by the page, i
 nbformat-4 notebook with the lesson's code, and the Binder, Colab, repository, edit and issue
 buttons point at the addresses built from ``repository.url`` in ``book/_config.yml``.
 
-The navigation must list every lesson in ``notebooks/``. Screenshots of the introduction
-and of a lesson go to ``book/_build/screenshots/``.
+On a 1280-pixel screen every figure of a lesson (an image in a cell's output) is a numbered,
+captioned figure ("Fig. N") with alt text that describes it (not a file name), shown at no
+less than 60 % of the width it was drawn at; a slider section shows one figure and no
+controls (the sliders live only where a kernel runs). Every citation link leads to an entry of
+the References page. On a 390-pixel phone screen no page is wider than the screen: only code,
+math and tables scroll sideways, inside their own boxes.
+
+The navigation must list every lesson in ``notebooks/``. Screenshots of the introduction and
+of a lesson go to ``book/_build/screenshots/``, and of every lesson at both widths (whole
+page, JPEG) to ``book/_build/screenshots/lessons/`` for a reader to check by eye.
 
 Run with ``make book-test`` (after ``make book``); ``make unit`` does not collect this file.
 Skips only when the book has not been built. Uses Debian's Chromium (``/usr/bin/chromium``,
@@ -188,6 +196,46 @@ WIDGET_VIEWS = "() => document.querySelectorAll('script[type=\"application/vnd.j
 WIDGETS_DRAWN = """() => [...document.querySelectorAll('.widget-subarea')]
     .filter(w => w.querySelector('.jupyter-widgets, .widget-box, .lm-Widget')).length"""
 
+# Every image of the article: its alt text and how much of its drawn width the page shows.
+# ``solution``: inside a collapsed exercise solution (not a figure of the lesson's text).
+FIGURES = """() => [...document.querySelectorAll('article img')].map(img => {
+    const figure = img.closest('figure');
+    const caption = figure && figure.querySelector('figcaption');
+    return {src: (img.currentSrc || img.src).split('/').pop(), alt: img.getAttribute('alt'),
+            output: !!img.closest('.cell_output'), solution: !!img.closest('.tag_hide-cell'),
+            shown: img.getBoundingClientRect().width, natural: img.naturalWidth,
+            caption: caption ? caption.textContent.trim().replace(/\\s+/g, ' ') : null};
+})"""
+
+# Live controls drawn on the static page (slider, dropdown, interact panel): none may remain.
+CONTROLS = """() => [...document.querySelectorAll(
+    'article .widget-slider, article .widget-dropdown, article .widget-interact, article .widget-upload')]
+    .filter(w => !w.closest('.course-app-picture')).length"""
+
+# Elements that make the page wider than the screen. An element inside a box that scrolls or
+# clips sideways (code, display math, a results table) does not widen the page.
+OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const clipped = el => {
+        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+            const style = getComputedStyle(p);
+            if (/(auto|scroll|hidden|clip)/.test(style.overflowX)) return true;
+        }
+        return false;
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll('body *')) {
+        const box = el.getBoundingClientRect();
+        if (box.width === 0 || box.right <= width + 1 || box.left >= width) continue;
+        const style = getComputedStyle(el);
+        if (style.visibility === 'hidden' || style.position === 'fixed' || clipped(el)) continue;
+        bad.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} right=${Math.round(box.right)}`);
+    }
+    return {page: document.documentElement.scrollWidth, screen: width, wider: bad.slice(0, 8)};
+}"""
+
+CITATIONS = "() => [...document.querySelectorAll('article a.course-cite')].map(a => a.getAttribute('href'))"
+
 
 # Visiting a page ------------------------------------------------------------------------
 #
@@ -287,6 +335,9 @@ def visit(server, context):
         report["math"] = page.evaluate(MATH_STATE)
         report["raw_tex"] = page.evaluate(RAW_TEX)
         report["images"] = page.evaluate(IMAGES)
+        report["figures"] = page.evaluate(FIGURES)
+        report["controls"] = page.evaluate(CONTROLS)
+        report["citations"] = page.evaluate(CITATIONS)
         report["solutions"] = page.evaluate(SOLUTIONS)
         if report["solutions"]:  # one toggle opens on a click and shows the code
             page.locator(".cell.tag_hide-cell details > summary").first.click()
@@ -465,3 +516,92 @@ def test_lesson_buttons_use_the_configured_repository(visit, lesson_page):
     # the file Colab opens on the published branch is the one this site serves for download
     served = urlparse(visit(lesson_page)["notebook"]["href"]).path
     assert expected["Colab"].endswith(served), f"Colab opens {expected['Colab']}, the site serves {served}"
+
+
+# Figures, citations and the phone screen ------------------------------------------------
+
+FILE_NAME = re.compile(r"^[0-9a-f]{16,}|\.(png|jpe?g|svg|gif|webp)$", re.I)
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_images_have_real_alt_text(visit, page_path):
+    """Every image says what it shows: alt text present and not a (hashed) file name."""
+    bad = [f"{f['src']}: alt={f['alt']!r}" for f in visit(page_path)["figures"]
+           if not f["solution"] and (not f["alt"] or len(f["alt"].strip()) < 8 or FILE_NAME.search(f["alt"].strip()))]
+    assert not bad, "images without real alt text:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("lesson_page", LESSON_PAGES)
+def test_figures_are_numbered_captioned_and_readable(visit, lesson_page):
+    """Each figure of the lesson's text: "Fig. N" caption, shown at >= 60 % of its drawn width."""
+    figures = [f for f in visit(lesson_page)["figures"] if f["output"] and not f["solution"]]
+    uncaptioned = [f["src"] for f in figures if not (f["caption"] or "").startswith("Fig. ")]
+    assert not uncaptioned, f"figures without a numbered caption: {uncaptioned}"
+    small = [f"{f['src']}: {f['shown']:.0f} of {f['natural']} px" for f in figures
+             if f["natural"] and f["shown"] < 0.6 * f["natural"]]
+    assert not small, "figures shrunk below 60 % of their width at 1280 px:\n" + "\n".join(small)
+
+
+def test_the_course_has_captioned_figures(visit):
+    """Guards the figure checks above against passing on pages without figures."""
+    figures = [f for page in LESSON_PAGES if page in PAGES for f in visit(page)["figures"] if f["output"]]
+    if LESSON_PAGES and set(LESSON_PAGES) <= set(PAGES):
+        assert len(figures) > 30 and sum(1 for f in figures if f["caption"]) > 30
+
+
+@pytest.mark.parametrize("lesson_page", LESSON_PAGES)
+def test_slider_sections_show_one_figure_and_no_dead_controls(visit, lesson_page):
+    """The static page shows a slider section's figure, not controls that cannot move."""
+    assert visit(lesson_page)["controls"] == 0
+
+
+def _anchors(page_path: str) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', (HTML / page_path).read_text(encoding="utf-8")))
+
+
+def test_every_citation_resolves(visit):
+    """Every citation link of every lesson points at an entry that exists on the References page."""
+    links = [(page, href) for page in LESSON_PAGES if page in PAGES for href in visit(page)["citations"]]
+    assert links, "no citation links in the lessons (book/_ext/course_citations.py)"
+    broken = []
+    for page, href in links:
+        target, _, anchor = href.partition("#")
+        path = (Path(page).parent / target).as_posix().replace("notebooks/../", "")
+        if not (HTML / path).is_file() or anchor not in _anchors(path):
+            broken.append(f"{page}: {href}")
+    assert not broken, "citations that lead nowhere:\n" + "\n".join(broken)
+
+
+@pytest.fixture(scope="module")
+def phone(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1,
+                                  is_mobile=True, has_touch=True)
+    yield context
+    context.close()
+
+
+@pytest.mark.parametrize("page_path", [p for p in PAGES if redirect_target(p) is None])
+def test_no_page_is_wider_than_a_phone(server, phone, page_path):
+    report = new_report()
+    page = open_page(phone, server, page_path, report)
+    overflow = page.evaluate(OVERFLOW)
+    page.close()
+    assert overflow["page"] <= overflow["screen"], f"page {overflow['page']} px on a {overflow['screen']}-px screen: {overflow['wider']}"
+    assert not overflow["wider"], f"elements wider than the screen: {overflow['wider']}"
+    assert not report["errors"] and not report["console"], f"{report['errors']} {report['console']}"
+
+
+@pytest.mark.parametrize("lesson_page", LESSON_PAGES)
+def test_lesson_screenshots_at_both_widths(server, context, phone, lesson_page):
+    """Whole-page screenshots of every lesson at 1280 and 390 px, for a reader to check by eye."""
+    if lesson_page not in PAGES:
+        pytest.skip(f"{lesson_page} is not built")
+    folder = SCREENSHOTS / "lessons"
+    folder.mkdir(parents=True, exist_ok=True)
+    for width, browser_context in ((1280, context), (390, phone)):
+        report = new_report()
+        page = open_page(browser_context, server, lesson_page, report)
+        shot = folder / f"{Path(lesson_page).stem[:2]}-{width}.jpg"
+        page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=55)
+        page.close()
+        assert shot.stat().st_size > 20_000
