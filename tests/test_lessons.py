@@ -50,3 +50,39 @@ def test_expected_output_becomes_a_checked_output(tmp_path):
     checked, free = read_lesson(str(lesson)).cells
     assert checked.outputs[0].text == "4\n" and "nbval-check-output" in checked.metadata["tags"]
     assert free.outputs == [] and "tags" not in free.metadata
+
+
+FIGURE_NAME = re.compile(r"fig-(\d\d)-[a-z0-9-]+")
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_figures_have_a_caption_a_name_and_alt_text(path: Path):
+    """A cell that shows a figure on the page (``plt.show()`` at its top level, not in a
+    hidden solution or a slider cell) carries MyST-NB figure metadata: a caption, a name
+    ``fig-NN-...`` (the book numbers it) and alt text that describes it."""
+    notebook = read_lesson(str(path))
+    names, problems = [], []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        shows = re.search(r"^(plt\.show\(\)|app\.show_figure\()", cell.source, re.M)
+        if not shows or any(t in tags for t in ("hide-cell", "remove-output", "remove-cell")):
+            continue
+        first = cell.source.splitlines()[0][:60]
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        alt = str(cell.metadata.get("mystnb", {}).get("image", {}).get("alt", ""))
+        if not figure.get("caption"):
+            problems.append(f"no caption: {first}")
+        name = str(figure.get("name", ""))
+        match = FIGURE_NAME.fullmatch(name)
+        if not match or match.group(1) != path.name[:2]:
+            problems.append(f"name {name!r} is not fig-{path.name[:2]}-...: {first}")
+        names.append(name)
+        if len(alt) < 40 or re.search(r"\.(png|jpe?g|svg)\b", alt):
+            problems.append(f"alt text missing or too short ({alt!r}): {first}")
+        if len(re.findall(r"^plt\.show\(\)", cell.source, re.M)) > 1:
+            problems.append(f"two figures in one captioned cell (split it): {first}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"figure names used twice: {duplicates}"
+    assert not problems, "\n".join(problems)
