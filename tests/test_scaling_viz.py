@@ -121,3 +121,16 @@ def test_figure_at_phi_zero_is_b0(b0_stages):
         assert filled == outline == b0_stages
     finally:
         plt.close(fig)
+
+
+def test_figure_fits_the_page_with_readable_text(b0_stages):
+    from course_utils.widgets import style
+
+    style.apply()
+    fig = compound_scaling_figure(3.0, b0_stages)
+    try:
+        assert fig.get_size_inches()[0] <= style.MAX_WIDTH
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+        assert texts and min(t.get_fontsize() for t in texts) >= style.MIN_FONT_SIZE
+    finally:
+        plt.close(fig)

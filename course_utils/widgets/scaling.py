@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from .style import MAX_WIDTH
 from ..models.efficientnet import (ALPHA, BASE_RESOLUTION, BETA, EFFICIENTNETS, GAMMA, Scaling, compound_scale,
                                    implied_phi, scaled_stages)
 
@@ -69,10 +70,10 @@ def plot_multipliers(ax: Axes, phi: float | None = None, phi_max: float = 7.0,
         now = compound_scale(phi)
         ax.axvline(phi, color="0.4", lw=1, ls="--")
         ax.set_title(f"φ = {phi:.1f}: d = {now['depth']:.2f}, w = {now['width']:.2f}, "
-                     f"r = {now['resolution']:.2f}", fontsize=10)
-    ax.set(xlabel="φ (published models, dots, placed by their resolution)",
+                     f"r = {now['resolution']:.2f}")
+    ax.set(xlabel="φ (dots: published models, placed by resolution)",
            ylabel="multiplier relative to B0")
-    ax.legend(fontsize=9, loc="upper left")
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
 
 
@@ -93,8 +94,8 @@ def plot_flops(ax: Axes, phi: float, phi_max: float = 7.0, models: Mapping[str, 
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))   # 1, 2, 4, … as plain text
     ax.set(xlabel="φ", ylabel="multiply-adds relative to B0 (log scale)")
-    ax.set_title(f"cost: d·w²·r² = {now['flops']:.1f}, 2^φ = {2.0 ** phi:.1f}", fontsize=10)
-    ax.legend(fontsize=9, loc="upper left")
+    ax.set_title(f"cost: d·w²·r² = {now['flops']:.1f}, 2^φ = {2.0 ** phi:.1f}")
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
 
 
@@ -123,8 +124,8 @@ def plot_stages(ax: Axes, phi: float, base_stages: Sequence[tuple[int, int]], ph
     ax.set_xlim(0, 1.03 * sum(b for _, b in biggest))
     ax.set_ylim(0, 1.05 * max(c for c, _ in biggest))
     ax.set(xlabel="blocks, stage after stage (depth)", ylabel="channels of the stage (width)")
-    ax.set_title(f"network: {sum(b for _, b in stages)} blocks, last stage {stages[-1][0]} channels "
-                 f"(B0, dashed: {sum(b for _, b in base_stages)}, {base_stages[-1][0]})", fontsize=10)
+    ax.set_title(f"network: {sum(b for _, b in stages)} blocks, last stage {stages[-1][0]} channels\n"
+                 f"(B0, dashed: {sum(b for _, b in base_stages)}, {base_stages[-1][0]})")
 
 
 def plot_input(ax: Axes, phi: float, phi_max: float = 7.0) -> None:
@@ -137,7 +138,7 @@ def plot_input(ax: Axes, phi: float, phi_max: float = 7.0) -> None:
     ax.set_ylim(0, limit)
     ax.set_aspect("equal")
     ax.set(xlabel="pixels (resolution)", ylabel="pixels")
-    ax.set_title(f"input: {side:.0f} x {side:.0f} px (B0, dashed: {BASE_RESOLUTION})", fontsize=10)
+    ax.set_title(f"input: {side:.0f} x {side:.0f} px\n(B0, dashed: {BASE_RESOLUTION})")
 
 
 def compound_scaling_figure(phi: float, base_stages: Sequence[tuple[int, int]], phi_max: float = 7.0,
@@ -151,11 +152,11 @@ def compound_scaling_figure(phi: float, base_stages: Sequence[tuple[int, int]], 
     if not 0 <= phi <= phi_max:
         raise ValueError(f"compound_scaling_figure: phi must lie in [0, {phi_max}] (got {phi}); "
                          "phi = 0 is B0 and the published models end near phi = 7 (B7)")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(2, 2, figsize=(MAX_WIDTH, 7.4))   # the widest a lesson figure may be
     plot_multipliers(axes[0, 0], phi, phi_max, models)
     plot_flops(axes[0, 1], phi, phi_max, models)
     plot_stages(axes[1, 0], phi, base_stages, phi_max)
     plot_input(axes[1, 1], phi, phi_max)
     # fixed margins: tight_layout would measure every label again on each move of the slider
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.22, hspace=0.32)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.93, wspace=0.28, hspace=0.42)
     return fig
