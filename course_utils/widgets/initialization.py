@@ -149,6 +149,7 @@ def _draw_layer_histogram(ax: plt.Axes, a: Array, top: float, bins: int, color: 
         ax.axvline(0.0, color=color, lw=3)
     ax.set_xlim(-top, top)
     ax.set_yticks([])
+    ax.spines["left"].set_visible(False)  # it would hide a bar at -top (tanh saturated at -1)
     ax.tick_params(axis="x", labelsize=style.MIN_FONT_SIZE)
     ax.set_xticks([-top, 0, top])
     ax.set_xticklabels([f"{-top:.2g}", "0", f"{top:.2g}"])
