@@ -11,6 +11,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from course_utils.numpy_nn.conv import output_size  # noqa: E402
+from course_utils.widgets import style  # noqa: E402
 from course_utils.widgets.convolution import (CLASSIC_KERNELS, dot_product_terms, draw_sliding_dot_product,
                                               filter_image, show_kernel)  # noqa: E402
 
@@ -72,3 +73,22 @@ def test_sliding_dot_product_shows_the_current_window(step, stride, padding, cel
     # the output panel writes exactly the numbers computed so far (row-major up to the window)
     written = [t.get_text() for t in fig.axes[2].texts]
     assert written == [f"{v:g}" for v in out.ravel()[:i * out.shape[1] + j + 1]]
+
+
+@pytest.mark.parametrize("draw", [lambda: draw_sliding_dot_product(IMAGE, KERNEL, 3, 1, 1),
+                                  *[lambda name=name: show_kernel(np.ones((40, 40)), name) for name in CLASSIC_KERNELS]])
+def test_figures_fit_the_page_with_readable_text(draw):
+    draw()
+    fig = plt.gcf()
+    assert fig.get_size_inches()[0] <= style.MAX_WIDTH
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+    assert min(t.get_fontsize() for t in texts) >= style.MIN_FONT_SIZE
+    plt.close(fig)
+
+
+def test_a_signed_kernel_is_drawn_with_the_diverging_map_centred_on_zero():
+    draw_sliding_dot_product(IMAGE, KERNEL, 0)
+    kernel_image = plt.gcf().axes[1].images[0]
+    assert kernel_image.get_cmap().name == style.DIVERGING
+    assert kernel_image.get_clim() == (-1.0, 1.0)
+    plt.close("all")

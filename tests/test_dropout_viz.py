@@ -13,6 +13,7 @@ from course_utils.numpy_nn.layers import mlp
 from course_utils.numpy_nn.optim import Adam
 from course_utils.numpy_nn.train import fit, predict_logits
 from course_utils.widgets import dropout as viz
+from course_utils.widgets import style
 from course_utils.widgets.dropout import (accuracy_curve, check_drop_probability, explore_dropout, first_hidden, masked_logits,
                                           masked_means)
 
@@ -127,4 +128,6 @@ def test_the_figure_shows_dropped_units_and_kept_units_scaled(hidden_row, traine
         np.testing.assert_allclose(shown[kept], hidden_row[kept] / (1 - p))  # scaled by 1/(1-p)
         assert 0 < np.sum(~kept & (hidden_row > 0)) < np.sum(hidden_row > 0)  # some units dropped
     assert len(fig.axes) == 1 + 1 + n_shown + 1 + 2  # image, units, colour bar, means, accuracy
+    assert fig.get_size_inches()[0] <= style.MAX_WIDTH  # it fits the book's column
+    assert min(t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()) >= style.MIN_FONT_SIZE
     plt.close(fig)

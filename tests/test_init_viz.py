@@ -11,6 +11,7 @@ import pytest
 from course_utils.widgets.initialization import (deep_mlp, distinct_units, explore_init, layer_statistics,
                                                  plot_layer_histograms, plot_std_per_layer)
 from course_utils.numpy_nn.layers import softmax_cross_entropy
+from course_utils.widgets import style
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,21 @@ def test_explore_init_is_the_slider_callback(batch):
     plt.close(fig)
     with pytest.raises(ValueError):
         explore_init(x, y, activation="softplus")
+
+
+def _smallest_text(fig: plt.Figure) -> float:
+    return min(t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text())
+
+
+def test_a_ten_layer_network_fits_the_page_in_more_rows(batch):
+    """Ten layers used to be one 16.5-inch row with 6.5-point labels, shrunk to 43 % in the book."""
+    x, y = batch
+    stats = layer_statistics(deep_mlp(64, depth=10, width=16, activation="relu", init="he"), x, y, label="relu, he")
+    for fig in (plot_layer_histograms(stats), plot_std_per_layer([stats] * 6)):
+        assert fig.get_size_inches()[0] <= style.MAX_WIDTH
+        assert _smallest_text(fig) >= style.MIN_FONT_SIZE
+        plt.close(fig)
+    fig = plot_layer_histograms(stats)
+    assert len(fig.axes) == 2 * 10
+    assert [ax.get_title().split()[0] for ax in fig.axes] == [f"L{l}" for l in range(1, 11)] * 2
+    plt.close(fig)

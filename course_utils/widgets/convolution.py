@@ -14,11 +14,14 @@ All the arithmetic is done by ``course_utils.numpy_nn.conv``.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
 from ..numpy_nn.conv import conv2d_forward, output_size, pad_images
+from . import style
 
 
 SOBEL_X = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=float)
@@ -54,17 +57,29 @@ def dot_product_terms(window: np.ndarray, kernel: np.ndarray) -> str:
     return " + ".join(terms) + f" = {float(np.sum(window * kernel)):g}"
 
 
-def _grid(ax, values: np.ndarray, title: str, shown: np.ndarray | None = None, cmap: str = "Blues") -> None:
-    """Draw a small matrix as coloured cells with its numbers written in them."""
+def _grid(ax, values: np.ndarray, title: str, shown: np.ndarray | None = None, cmap: str = "Blues",
+          fontsize: float = 10) -> None:
+    """Draw a small matrix as coloured cells with its numbers written in them.
+
+    The numbers themselves say what each colour means, so no colour bar is drawn. A matrix with
+    negative entries (an edge kernel) is drawn with the diverging map centred on zero instead
+    of ``cmap``, so that the sign shows as red or blue.
+    """
     values = np.asarray(values, dtype=float)
     shown = np.ones(values.shape, bool) if shown is None else shown
     masked = np.ma.masked_array(values, ~shown)
-    vmin, vmax = min(values.min(), 0), max(values.max(), 1e-9)
+    if values.min() < 0:
+        cmap, vmax = style.DIVERGING, float(np.abs(values).max())
+        vmin = -vmax
+        darkness = np.abs(values) / vmax
+    else:
+        vmin, vmax = 0.0, max(float(values.max()), 1e-9)
+        darkness = (values - vmin) / (vmax - vmin)
     ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax)
     for (i, j), v in np.ndenumerate(values):
         if shown[i, j]:
-            dark_cell = (v - vmin) / (vmax - vmin) > 0.6
-            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=10, color="w" if dark_cell else "k")
+            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=fontsize,
+                    color="w" if darkness[i, j] > 0.6 else "k")
     ax.set_xticks(np.arange(values.shape[1] + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(values.shape[0] + 1) - 0.5, minor=True)
     ax.grid(which="minor", color="0.6", linewidth=0.8)
@@ -91,8 +106,9 @@ def draw_sliding_dot_product(image: np.ndarray, kernel: np.ndarray, step: int = 
     out = filter_image(image, kernel, stride, padding)
     done = (np.arange(out_h * out_w) <= step).reshape(out_h, out_w)
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4), gridspec_kw={"width_ratios": [padded.shape[1], kw + 1, out_w + 1]})
-    _grid(axes[0], padded, f"input {image.shape[0]}×{image.shape[1]}, padding {padding}, stride {stride}")
+    fig, axes = plt.subplots(1, 3, figsize=style.figsize(3.6),
+                             gridspec_kw={"width_ratios": [padded.shape[1], kw + 1, out_w + 1]})
+    _grid(axes[0], padded, f"input {image.shape[0]}×{image.shape[1]}\npadding {padding}, stride {stride}")
     if padding:
         inner = Rectangle((padding - 0.5, padding - 0.5), image.shape[1], image.shape[0],
                           fill=False, edgecolor="0.3", linewidth=1.5, linestyle="--")
@@ -101,7 +117,7 @@ def draw_sliding_dot_product(image: np.ndarray, kernel: np.ndarray, step: int = 
     _grid(axes[1], kernel, f"kernel {kh}×{kw}", cmap="Oranges")
     _grid(axes[2], out, f"output {out_h}×{out_w}", shown=done, cmap="Greens")
     axes[2].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=3))
-    fig.suptitle(f"out[{i}, {j}] = " + dot_product_terms(window, kernel), y=0.02, va="bottom", fontsize=10)
+    fig.suptitle(f"out[{i}, {j}] = " + dot_product_terms(window, kernel), y=0.02, va="bottom", fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     plt.show()
 
@@ -117,17 +133,20 @@ def show_kernel(image: np.ndarray, kernel_name: str = "Sobel x (vertical edges)"
     image = np.asarray(image, dtype=np.float64)
     out = filter_image(image, kernel, stride, padding)
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), gridspec_kw={"width_ratios": [4, 1.6, 4]})
+    # the kernel panel widens with the kernel so that its written numbers do not overlap
+    fig, axes = plt.subplots(1, 3, figsize=style.figsize(3.1),
+                             gridspec_kw={"width_ratios": [4, max(2.4, 0.85 * kernel.shape[1]), 4]})
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title(f"MRI slice {image.shape[0]}×{image.shape[1]}")
-    _grid(axes[1], np.round(kernel, 3), kernel_name, cmap="Oranges")
+    _grid(axes[1], np.round(kernel, 3), textwrap.fill(kernel_name, 16), cmap="Oranges",
+          fontsize=style.MIN_FONT_SIZE if kernel.shape[0] > 3 else 9)
     if abs(kernel.sum()) < 1e-9:
         limit = np.percentile(np.abs(out), 99.5) or 1.0
         shown = axes[2].imshow(out, cmap="RdBu_r", vmin=-limit, vmax=limit)
     else:
         shown = axes[2].imshow(out, cmap="gray", vmin=np.percentile(out, 0.5), vmax=np.percentile(out, 99.5))
     fig.colorbar(shown, ax=axes[2], fraction=0.046)
-    axes[2].set_title(f"output {out.shape[0]}×{out.shape[1]} (stride {stride}, padding {padding})")
+    axes[2].set_title(f"output {out.shape[0]}×{out.shape[1]}\n(stride {stride}, padding {padding})")
     for ax in (axes[0], axes[2]):
         ax.axis("off")
     fig.tight_layout()

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..numpy_nn.layers import ACTIVATIONS, Sequential, check_drop_probability, dropout_forward
+from . import style
 
 
 Array = np.ndarray
@@ -148,7 +149,7 @@ def _draw_units(ax: plt.Axes, units: Array, vmax: float, title: str) -> plt.cm.S
     side = int(np.sqrt(units.size / 2)) if units.size % 2 == 0 else 0
     shape = (side, 2 * side) if side and 2 * side * side == units.size else (1, units.size)
     im = ax.imshow(units.reshape(shape), cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
-    ax.set_title(title, fontsize=9.5)
+    ax.set_title(title)
     ax.axis("off")
     return im
 
@@ -171,26 +172,33 @@ def explore_dropout(p: float, h: Array, curve: AccuracyCurve, image: Array | Non
     stats = masked_means(h, p, n_masks, seed)
     shown, _ = dropout_forward(np.broadcast_to(h, (n_shown, h.size)), p, train=True,
                                rng=np.random.default_rng(seed))
-    # Fixed positions, no layout engine: a slider move must redraw quickly.
-    fig = plt.figure(figsize=(11, 6.2))
-    top = fig.add_gridspec(1, n_shown + 2, left=0.01, right=0.92, top=0.86, bottom=0.57, wspace=0.08)
-    bottom = fig.add_gridspec(1, 2, left=0.07, right=0.98, top=0.47, bottom=0.09, wspace=0.22)
+    # Fixed positions, no layout engine: a slider move must redraw quickly. Three panels a row
+    # (image, layer, masks), then the two plots: the figure keeps the page width (``style``).
+    unit_rows = -(-(2 + n_shown) // 3)
+    height = 2.0 + 1.7 * unit_rows + 3.1
+    fig = plt.figure(figsize=style.figsize(height))
+    units_bottom = 1 - (0.75 + 1.7 * unit_rows) / height
+    top = fig.add_gridspec(unit_rows, 3, left=0.02, right=0.88, top=1 - 0.75 / height, bottom=units_bottom,
+                           wspace=0.12, hspace=0.75)
+    bottom = fig.add_gridspec(1, 2, left=0.09, right=0.98, top=units_bottom - 0.55 / height,
+                              bottom=0.5 / height, wspace=0.3)
     ax_image = fig.add_subplot(top[0, 0])
     if image is not None:
         ax_image.imshow(image, cmap="gray")
-    ax_image.set_title(f"the image\n{label}", fontsize=9.5)
+    ax_image.set_title(f"the image\n{label}")
     ax_image.axis("off")
     vmax = 2.0 * float(h.max()) if h.max() > 0 else 1.0
     im = _draw_units(fig.add_subplot(top[0, 1]), h, vmax, f"hidden layer 1, no dropout\nmean {h.mean():.3f}")
     active = h > 0
     for k in range(n_shown):
-        dropped = int(np.sum(active & (shown[k] == 0)))
-        _draw_units(fig.add_subplot(top[0, 2 + k]), shown[k], vmax,
-                    f"mask {k + 1}: {dropped} of {active.sum()} active\nunits dropped; mean {shown[k].mean():.3f}")
-    fig.colorbar(im, cax=fig.add_axes((0.935, 0.60, 0.012, 0.24)), label="activation")
+        _draw_units(fig.add_subplot(top[(k + 2) // 3, (k + 2) % 3]), shown[k], vmax,
+                    f"mask {k + 1}: {int(np.sum(active & (shown[k] == 0)))} of {active.sum()}\n"
+                    f"active units dropped\nmean {shown[k].mean():.3f}")
+    fig.colorbar(im, cax=fig.add_axes((0.91, units_bottom + 0.2 / height, 0.015, (1.7 * unit_rows - 0.75) / height)),
+                 label="activation")
     _draw_means(fig.add_subplot(bottom[0, 0]), stats)
     _draw_accuracy(fig.add_subplot(bottom[0, 1]), curve, p)
-    fig.suptitle(f"inverted dropout at p = {p:.2f} on a trained network", fontsize=12)
+    fig.suptitle(f"inverted dropout at p = {p:.2f} on a trained network")
     return fig
 
 
@@ -204,10 +212,11 @@ def _draw_means(ax: plt.Axes, stats: MaskedMeans) -> None:
             label=f"without scaling: mean {stats.unscaled.mean():.3f}")
     ax.axvline(stats.reference, color="black", ls="--", label=f"no dropout: {stats.reference:.3f}")
     ax.set_xlim(0.0, top)
+    ax.set_ylim(0.0, 1.45 * ax.get_ylim()[1])  # headroom: the legend sits above the bars
     ax.set_xlabel("mean activation of hidden layer 1 (this image)")
     ax.set_ylabel(f"masks (of {stats.scaled.size})")
-    ax.set_title("the scaling keeps the mean; the spread grows with p", fontsize=10.5)
-    ax.legend(fontsize=9, loc="upper right")
+    ax.set_title("the scaling keeps the mean;\nthe spread grows with p")
+    ax.legend(fontsize=style.MIN_FONT_SIZE, loc="upper right")
 
 
 def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
@@ -220,6 +229,6 @@ def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
     ax.axvline(p, color="black", lw=1, ls=":", label=f"p = {p:.2f}")
     ax.set_xlabel("drop probability p")
     ax.set_ylabel("validation accuracy")
-    ax.set_title("one random mask per image vs dropout switched off", fontsize=10.5)
+    ax.set_title("one random mask per image\nvs dropout switched off")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="lower left")
+    ax.legend(fontsize=style.MIN_FONT_SIZE, loc="lower left")

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..numpy_nn.layers import ACTIVATIONS, Linear, Sequential, mlp, softmax_cross_entropy
+from . import style
 
 
 Array = np.ndarray
@@ -104,46 +105,63 @@ def _shared_range(arrays: list[Array], quantile: float = 99.5) -> float:
     return top if np.isfinite(top) and top > 0 else 1.0
 
 
-def plot_layer_histograms(stats: LayerStats, title: str | None = None, bins: int = 50) -> plt.Figure:
-    """Two rows of histograms, one column per hidden layer: activations (top) and the
-    gradients reaching them (bottom).
+def plot_layer_histograms(stats: LayerStats, title: str | None = None, bins: int = 50,
+                          max_columns: int = 5) -> plt.Figure:
+    """Histograms of every hidden layer: the activations (blue, upper block of rows) and the
+    gradients reaching them (red, lower block), one panel per layer, ``max_columns`` layers a row.
 
-    Every row shares one x-range, so a layer whose values have collapsed towards zero shows
+    Every block shares one x-range, so a layer whose values have collapsed towards zero shows
     as a thin spike next to its neighbours; each panel's title gives its standard deviation.
+    A deep network gets more rows, not more width, so the figure fits the page (``style``).
     """
     depth = stats.depth
-    fig, axes = plt.subplots(2, depth, figsize=(1.55 * depth + 1, 4.2), sharey="row", squeeze=False)
-    rows = [("activation", stats.activations, "tab:blue"), ("gradient", stats.act_grads, "tab:red")]
+    block_rows, columns = style.grid_shape(max(depth, 1), max_columns)
+    fig = plt.figure(figsize=style.figsize(0.3 + 1.55 * 2 * block_rows))
+    grid = fig.add_gridspec(2 * block_rows, columns)
+    rows = [("activations", stats.activations, "tab:blue"), ("gradients", stats.act_grads, "tab:red")]
     for r, (name, arrays, color) in enumerate(rows):
         top = _shared_range(arrays)
+        first = None
         for l, a in enumerate(arrays):
-            ax = axes[r, l]
-            values = a.ravel()
-            zeros = float(np.mean(values == 0))
-            if zeros > 0.05:  # ReLU's exact zeros would dwarf the rest: count them instead
-                values = values[values != 0]
-                ax.text(0.97, 0.95, f"{zeros:.0%} = 0", transform=ax.transAxes, ha="right",
-                        va="top", fontsize=6.5)
-            if values.size:
-                ax.hist(np.clip(values, -top, top), bins=bins, range=(-top, top), color=color, density=True)
-            else:
-                ax.axvline(0.0, color=color, lw=3)
-            ax.set_xlim(-top, top)
-            ax.set_title(f"L{l + 1}  std {a.std():.1e}", fontsize=7.5)
-            ax.set_yticks([])
-            ax.tick_params(axis="x", labelsize=6.5)
-            ax.set_xticks([-top, 0, top])
-            ax.set_xticklabels([f"{-top:.2g}", "0", f"{top:.2g}"])
-        axes[r, 0].set_ylabel(name, fontsize=9)
-    fig.suptitle(title or stats.label or "per-layer activations and gradients", fontsize=10)
+            ax = fig.add_subplot(grid[r * block_rows + l // columns, l % columns], sharey=first)
+            first = first or ax
+            _draw_layer_histogram(ax, a, top, bins, color)
+            ax.set_title(f"L{l + 1}  std {a.std():.1e}")
+            if l % columns == 0:
+                ax.set_ylabel(name)
+    fig.suptitle(title or stats.label or "per-layer activations and gradients")
     fig.tight_layout()
     return fig
 
 
+def _draw_layer_histogram(ax: plt.Axes, a: Array, top: float, bins: int, color: str) -> None:
+    """One layer's values on the symmetric range ``[-top, top]``; exact zeros (ReLU) are counted
+    in a note instead of drawn, since their spike would dwarf the rest."""
+    values = a.ravel()
+    zeros = float(np.mean(values == 0))
+    if zeros > 0.05:
+        values = values[values != 0]
+        ax.text(0.97, 0.95, f"{zeros:.0%} = 0", transform=ax.transAxes, ha="right", va="top",
+                fontsize=style.MIN_FONT_SIZE)
+    if values.size:
+        ax.hist(np.clip(values, -top, top), bins=bins, range=(-top, top), color=color, density=True)
+    else:
+        ax.axvline(0.0, color=color, lw=3)
+    ax.set_xlim(-top, top)
+    ax.set_yticks([])
+    ax.spines["left"].set_visible(False)  # it would hide a bar at -top (tanh saturated at -1)
+    ax.tick_params(axis="x", labelsize=style.MIN_FONT_SIZE)
+    ax.set_xticks([-top, 0, top])
+    ax.set_xticklabels([f"{-top:.2g}", "0", f"{top:.2g}"])
+
+
 def plot_std_per_layer(stats_list: list[LayerStats], title: str | None = None) -> plt.Figure:
     """Standard deviation of activations and of gradients against depth, one line per run,
-    on a log scale (a straight sloping line is geometric growth or decay)."""
-    fig, (ax_a, ax_g) = plt.subplots(1, 2, figsize=(11.5, 3.6))
+    on a log scale (a straight sloping line is geometric growth or decay). The legend sits
+    under both panels so the figure keeps the page width."""
+    legend_rows = -(-len(stats_list) // 3)
+    height = 3.4 + 0.25 * legend_rows
+    fig, (ax_a, ax_g) = plt.subplots(1, 2, figsize=style.figsize(height))
     for stats in stats_list:
         layers = np.arange(1, stats.depth + 1)
         ax_a.plot(layers, np.maximum(stats.activation_std(), 1e-30), marker="o", label=stats.label)
@@ -153,10 +171,11 @@ def plot_std_per_layer(stats_list: list[LayerStats], title: str | None = None) -
         ax.set_xlabel("hidden layer")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    ax_g.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles, labels = ax_g.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, (0.1 + 0.22 * legend_rows) / height, 1, 1))  # room for the legend
     return fig
 
 
