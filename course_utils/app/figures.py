@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 
 from ..explain.overlays import add_heat_colorbar, overlay
+from ..widgets.style import figsize
 from .analysis import Analysis
 from .guard import REJECT_MESSAGE
 
@@ -69,7 +70,7 @@ def result_figure(analysis: Analysis, alpha: float = 0.5):
     """Input, Grad-CAM overlay and probabilities side by side (the lesson's static figure)."""
     from matplotlib.figure import Figure  # here: only when drawing
 
-    fig = Figure(figsize=(10, 3.4))
+    fig = Figure(figsize=figsize(3.2))   # the page's width
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.5]})
     _draw_image(axes[0], analysis, None)
     _draw_image(axes[1], analysis, alpha)
