@@ -26,7 +26,7 @@ def _draw_probabilities(ax, analysis: Analysis) -> None:
     ax.set_yticks(range(k), analysis.classes)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.18)
-    ax.set_xlabel(probability_label(analysis), fontsize=8)
+    ax.set_xlabel(textwrap.fill(probability_label(analysis), 34), fontsize=8)   # two lines in a narrow panel
     for bar, p in zip(bars, analysis.probabilities):
         ax.text(bar.get_width() + 0.02, bar.get_y() + bar.get_height() / 2, f"{p:.1%}", va="center", fontsize=9)
     ax.set_title(f"model of lesson {analysis.lesson}", fontsize=10)
