@@ -70,13 +70,14 @@ def result_figure(analysis: Analysis, alpha: float = 0.5):
     """Input, Grad-CAM overlay and probabilities side by side (the lesson's static figure)."""
     from matplotlib.figure import Figure  # here: only when drawing
 
-    fig = Figure(figsize=figsize(3.2))   # the page's width
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.5]})
+    # the page's width; the constrained layout makes room for the map's colour bar without
+    # shrinking the images as tight_layout does
+    fig = Figure(figsize=figsize(3.2), layout="constrained")
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.2, 1.4]})
     _draw_image(axes[0], analysis, None)
     _draw_image(axes[1], analysis, alpha)
     (_draw_rejection if analysis.rejected else _draw_probabilities)(axes[2], analysis)
     fig.suptitle(f"{analysis.source} (course demo, not a diagnosis)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
