@@ -21,6 +21,7 @@ from PIL import Image
 from course_utils import app, data, explain, training
 from course_utils.models import SmallCNN
 from course_utils.training import ModelCard, save_checkpoint
+from course_utils.widgets.style import MAX_WIDTH
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(
@@ -195,6 +196,7 @@ def test_figures_render_to_png(trained, monkeypatch):
         png = app.figure_png(fig)
         assert png.startswith(b"\x89PNG") and len(png) > 5000
         assert Image.open(io.BytesIO(png)).size[0] > 200
+        assert fig.get_size_inches()[0] <= MAX_WIDTH   # shown at full size in the book's column
     bars = [ax for ax in app.overlay_figure(result).axes if ax.get_ylabel() == "Grad-CAM (0 to 1)"]
     assert not result.rejected and len(bars) == 1  # the overlay's colour bar
     shown = []

@@ -271,3 +271,16 @@ def test_explorer_callback():
     with pytest.raises(ValueError, match="unknown target"):
         explore(model, inputs, labels, classes, target="astrocytoma")
     assert all_hooks(model) == 0
+
+
+def test_overlay_grid_fits_the_page():
+    """Six panels asked in one row would be 11.4 in wide: the grid wraps at MAX_WIDTH // size."""
+    from course_utils.widgets.style import MAX_WIDTH, MIN_FONT_SIZE
+
+    fig = explain.show_overlays(torch.rand(6, 1, 16, 16), torch.rand(6, 16, 16), ["x"] * 6, ncols=6)
+    width, _ = fig.get_size_inches()
+    panels = [ax for ax in fig.axes if ax.images]   # the six overlays (not the bar, not empty cells)
+    rows = {round(ax.get_position().y0, 3) for ax in panels}
+    assert width <= MAX_WIDTH and len(panels) == 6 and len(rows) == 2, (width, rows)
+    assert min(ax.title.get_fontsize() for ax in panels) >= MIN_FONT_SIZE
+    plt.close(fig)

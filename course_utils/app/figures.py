@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 
 from ..explain.overlays import add_heat_colorbar, overlay
+from ..widgets.style import figsize
 from .analysis import Analysis
 from .guard import REJECT_MESSAGE
 
@@ -25,7 +26,7 @@ def _draw_probabilities(ax, analysis: Analysis) -> None:
     ax.set_yticks(range(k), analysis.classes)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.18)
-    ax.set_xlabel(probability_label(analysis), fontsize=8)
+    ax.set_xlabel(textwrap.fill(probability_label(analysis), 34), fontsize=8)   # two lines in a narrow panel
     for bar, p in zip(bars, analysis.probabilities):
         ax.text(bar.get_width() + 0.02, bar.get_y() + bar.get_height() / 2, f"{p:.1%}", va="center", fontsize=9)
     ax.set_title(f"model of lesson {analysis.lesson}", fontsize=10)
@@ -69,13 +70,14 @@ def result_figure(analysis: Analysis, alpha: float = 0.5):
     """Input, Grad-CAM overlay and probabilities side by side (the lesson's static figure)."""
     from matplotlib.figure import Figure  # here: only when drawing
 
-    fig = Figure(figsize=(10, 3.4))
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.5]})
+    # the page's width; the constrained layout makes room for the map's colour bar without
+    # shrinking the images as tight_layout does
+    fig = Figure(figsize=figsize(3.2), layout="constrained")
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.2, 1.4]})
     _draw_image(axes[0], analysis, None)
     _draw_image(axes[1], analysis, alpha)
     (_draw_rejection if analysis.rejected else _draw_probabilities)(axes[2], analysis)
     fig.suptitle(f"{analysis.source} (course demo, not a diagnosis)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..widgets.style import MAX_WIDTH, MIN_FONT_SIZE
 from .gradcam import EPS
 
 HEAT_CMAP = "inferno"
@@ -61,12 +62,14 @@ def show_overlays(images, cams, titles: Sequence[str] | None = None, alpha: floa
                   cmap: str = HEAT_CMAP):
     """A grid of overlays, one per image (``images`` ``(N, [C,] H, W)``, ``cams`` ``(N, H, W)``).
 
-    One colour bar at the right reads for every panel (the maps are all in [0, 1]).
+    One colour bar at the right reads for every panel (the maps are all in [0, 1]). Each panel
+    is ``size`` inches wide and at most ``MAX_WIDTH // size`` panels go across (more rows
+    instead), so that the grid fits the page and its titles stay readable.
     """
     import matplotlib.pyplot as plt  # here: only when drawing
 
     n = len(cams)
-    ncols = max(1, min(ncols, n))
+    ncols = max(1, min(ncols, n, int(MAX_WIDTH // size)))
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.4) * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -74,7 +77,7 @@ def show_overlays(images, cams, titles: Sequence[str] | None = None, alpha: floa
         if i < n:
             ax.imshow(overlay(images[i], cams[i], alpha, cmap))
             if titles is not None:
-                ax.set_title(titles[i], fontsize=8, color=title_colors[i] if title_colors else "black")
+                ax.set_title(titles[i], fontsize=MIN_FONT_SIZE, color=title_colors[i] if title_colors else "black")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -93,6 +96,6 @@ def add_heat_colorbar(fig, axes, cmap: str = HEAT_CMAP, label: str = HEAT_LABEL)
     scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, 1.0), cmap=cmap)
     bar = fig.colorbar(scale, ax=axes, fraction=0.025 if isinstance(axes, list) and len(axes) > 1 else 0.046,
                        pad=0.02, shrink=0.9)
-    bar.set_label(label, fontsize=8)
-    bar.ax.tick_params(labelsize=7)
+    bar.set_label(label, fontsize=MIN_FONT_SIZE)
+    bar.ax.tick_params(labelsize=MIN_FONT_SIZE)
     return bar

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..training.calibration import (ReliabilityCurve, apply_temperature, check_temperature,
                                     expected_calibration_error, plot_reliability, reliability_curve)
+from .style import figsize
 
 
 def scaled_reliability(probs: np.ndarray, labels: np.ndarray, temperature: float, n_bins: int = 10) -> ReliabilityCurve:
@@ -50,7 +51,7 @@ def temperature_figure(probs: np.ndarray, labels: np.ndarray, temperature: float
         temperatures = np.geomspace(0.125, 8, 41)
     if eces is None:
         eces = ece_by_temperature(probs, labels, temperatures, n_bins)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.3), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=figsize(3.9), gridspec_kw={"width_ratios": [1.1, 1]})
     curves = {"as trained (T = 1)": reliability_curve(probs, labels, n_bins),
               f"T = {temperature:.2f}": scaled_reliability(probs, labels, temperature, n_bins)}
     plot_reliability(curves, title=title or None, ax=left)

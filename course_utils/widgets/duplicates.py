@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 import numpy as np
 
+from .style import MAX_WIDTH
+
 
 def _similarities(pairs: dict[str, np.ndarray]) -> np.ndarray:
     """The pairs' similarities as a 1-D float array, checked against ``i`` and ``j``."""
@@ -117,7 +119,7 @@ def threshold_figure(pairs: dict[str, np.ndarray], threshold: float, load_image:
     here_pairs, here_images = (int(n[0]) for n in flagged_counts(pairs, np.array([threshold])))
     above, below = pairs_around(pairs, threshold, k)
 
-    fig, (ax, mosaic_ax) = plt.subplots(2, 1, figsize=(1.45 * 2 * k + 0.6, 6.6), height_ratios=[1, 1.7])
+    fig, (ax, mosaic_ax) = plt.subplots(2, 1, figsize=(min(1.45 * 2 * k + 0.6, MAX_WIDTH), 6.6), height_ratios=[1, 1.7])
     ax.plot(curve, n_pairs, label="pairs flagged")
     ax.plot(curve, n_images, label="images in a flagged pair")
     ax.plot([threshold, threshold], [here_pairs, here_images], "ko", ms=5)

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..explain.gradcam import GradCAM, layers_by_depth
 from ..explain.overlays import HEAT_CMAP, _as_2d, add_heat_colorbar, overlay
+from .style import figsize
 
 
 # ------------------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def explore(model: nn.Module, inputs: torch.Tensor, labels: Sequence[int], class
     predicted = int(probs.argmax())
     explained = predicted if chosen is None else chosen
     true = int(labels[index])
-    fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=figsize(3.4))   # the page's width: titles read at full size
     axes[0].imshow(_as_2d(x[0]), cmap="gray")
     axes[0].set_title(f"image {index}: true {classes[true]}", fontsize=9)
     axes[1].imshow(heat.numpy(), cmap=HEAT_CMAP, vmin=0, vmax=1)
