@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .widgets import style as figure_style
+from . import figure_style
 
 PROFILE_VARIABLE = "COURSE_PROFILE"
 PROFILES = ("full", "smoke")
@@ -425,7 +425,7 @@ def setup(seed: int | None = None, threads: int | None = None, verbose: bool = T
     if threads > 1 and verbose:  # one thread never waits for another
         _report_openmp()
     seed_everything(seed)
-    figure_style.apply()  # figure sizes and type for the book's column (course_utils.widgets.style)
+    figure_style.apply()  # figure sizes and type for the book's column (course_utils.figure_style)
     device = choose_device()
     if verbose:
         print(f"profile={current_profile()}  device={device}  threads={threads}  seed={seed}")

@@ -21,7 +21,7 @@ from PIL import Image
 from course_utils import app, data, explain, training
 from course_utils.models import SmallCNN
 from course_utils.training import ModelCard, save_checkpoint
-from course_utils.widgets.style import MAX_WIDTH
+from course_utils.figure_style import MAX_WIDTH
 
 REAL = os.environ.get(data.DATA_ENV)
 real_data = pytest.mark.skipif(

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from course_utils.numpy_nn.conv import output_size  # noqa: E402
-from course_utils.widgets import style  # noqa: E402
+from course_utils import figure_style as style  # noqa: E402
 from course_utils.widgets.convolution import (CLASSIC_KERNELS, dot_product_terms, draw_sliding_dot_product,
                                               filter_image, show_kernel)  # noqa: E402
 

@@ -13,7 +13,7 @@ from course_utils.numpy_nn.layers import mlp
 from course_utils.numpy_nn.optim import Adam
 from course_utils.numpy_nn.train import fit, predict_logits
 from course_utils.widgets import dropout as viz
-from course_utils.widgets import style
+from course_utils import figure_style as style
 from course_utils.widgets.dropout import (accuracy_curve, check_drop_probability, explore_dropout, first_hidden, masked_logits,
                                           masked_means)
 

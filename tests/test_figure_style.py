@@ -1,4 +1,4 @@
-"""The figure style (course_utils.widgets.style): applied by setup(), and kept by every lesson."""
+"""The figure style (course_utils.figure_style): applied by setup(), and kept by every lesson."""
 
 import re
 
@@ -7,7 +7,7 @@ import pytest
 
 from course_utils.lessons import LESSON_DIR
 from course_utils.profiles import setup
-from course_utils.widgets import style
+from course_utils import figure_style as style
 
 ROOT = LESSON_DIR.parent
 FIGSIZE = re.compile(r"figsize\s*=\s*\(\s*([0-9.]+)\s*,")

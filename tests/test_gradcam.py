@@ -275,7 +275,7 @@ def test_explorer_callback():
 
 def test_overlay_grid_fits_the_page():
     """Six panels asked in one row would be 11.4 in wide: the grid wraps at MAX_WIDTH // size."""
-    from course_utils.widgets.style import MAX_WIDTH, MIN_FONT_SIZE
+    from course_utils.figure_style import MAX_WIDTH, MIN_FONT_SIZE
 
     fig = explain.show_overlays(torch.rand(6, 1, 16, 16), torch.rand(6, 16, 16), ["x"] * 6, ncols=6)
     width, _ = fig.get_size_inches()

@@ -11,7 +11,7 @@ import pytest
 from course_utils.widgets.initialization import (deep_mlp, distinct_units, explore_init, layer_statistics,
                                                  plot_layer_histograms, plot_std_per_layer)
 from course_utils.numpy_nn.layers import softmax_cross_entropy
-from course_utils.widgets import style
+from course_utils import figure_style as style
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,7 @@ def test_figure_at_phi_zero_is_b0(b0_stages):
 
 
 def test_figure_fits_the_page_with_readable_text(b0_stages):
-    from course_utils.widgets import style
+    from course_utils import figure_style as style
 
     style.apply()
     fig = compound_scaling_figure(3.0, b0_stages)

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 
 from ..explain.overlays import add_heat_colorbar, overlay
-from ..widgets.style import figsize
+from ..figure_style import figsize
 from .analysis import Analysis
 from .guard import REJECT_MESSAGE
 

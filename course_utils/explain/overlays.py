@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..widgets.style import MAX_WIDTH, MIN_FONT_SIZE
+from ..figure_style import MAX_WIDTH, MIN_FONT_SIZE
 from .gradcam import EPS
 
 HEAT_CMAP = "inferno"

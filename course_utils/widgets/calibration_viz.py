@@ -23,7 +23,7 @@ import numpy as np
 
 from ..training.calibration import (ReliabilityCurve, apply_temperature, check_temperature,
                                     expected_calibration_error, plot_reliability, reliability_curve)
-from .style import figsize
+from ..figure_style import figsize
 
 
 def scaled_reliability(probs: np.ndarray, labels: np.ndarray, temperature: float, n_bins: int = 10) -> ReliabilityCurve:

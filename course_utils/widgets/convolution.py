@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from ..numpy_nn.conv import conv2d_forward, output_size, pad_images
-from . import style
+from .. import figure_style as style
 
 
 SOBEL_X = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=float)

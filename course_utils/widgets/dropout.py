@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..numpy_nn.layers import ACTIVATIONS, Sequential, check_drop_probability, dropout_forward
-from . import style
+from .. import figure_style as style
 
 
 Array = np.ndarray

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 import numpy as np
 
-from .style import MAX_WIDTH
+from ..figure_style import MAX_WIDTH
 
 
 def _similarities(pairs: dict[str, np.ndarray]) -> np.ndarray:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..explain.gradcam import GradCAM, layers_by_depth
 from ..explain.overlays import HEAT_CMAP, _as_2d, add_heat_colorbar, overlay
-from .style import figsize
+from ..figure_style import figsize
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..numpy_nn.layers import ACTIVATIONS, Linear, Sequential, mlp, softmax_cross_entropy
-from . import style
+from .. import figure_style as style
 
 
 Array = np.ndarray

@@ -2,7 +2,7 @@
 grids with predictions, feature maps.
 
 Every function draws one figure and returns it (the notebook then calls ``plt.show()``).
-Sizes follow the course's figure style (``course_utils.widgets.style``): no wider than
+Sizes follow the course's figure style (``course_utils.figure_style``): no wider than
 ``MAX_WIDTH``; a grid with more images than fit across gets more rows.
 """
 
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from .style import MAX_WIDTH, PAGE_WIDTH
+from ..figure_style import MAX_WIDTH, PAGE_WIDTH
 
 MISTAKE_COLOR = "tab:red"
 CORRECT_COLOR = "tab:green"

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from .style import MAX_WIDTH
+from ..figure_style import MAX_WIDTH
 from ..models.efficientnet import (ALPHA, BASE_RESOLUTION, BETA, EFFICIENTNETS, GAMMA, Scaling, compound_scale,
                                    implied_phi, scaled_stages)
 
