@@ -21,6 +21,7 @@ from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.contour import QuadContourSet
 
@@ -130,8 +131,9 @@ def draw_surface(loss_fn: Callable[[np.ndarray], np.ndarray], extent: tuple[floa
     else:
         levels, norm = np.linspace(z.min(), z.max(), 25), Normalize(z.min(), z.max())
     contours = ax.contour(a, b, z, levels=levels, cmap=style.SEQUENTIAL, norm=norm, linewidths=0.8)
-    if colorbar:
-        ax.figure.colorbar(contours, ax=ax, label="loss" + (" (log scale)" if log else ""))
+    if colorbar:  # a continuous bar with the lines' map and norm: readable ticks (decades on a log scale)
+        ax.figure.colorbar(ScalarMappable(norm=norm, cmap=style.SEQUENTIAL), ax=ax,
+                           label="loss" + (" (log scale)" if log else ""))
     if minimum is not None:
         ax.plot(*minimum, marker="*", color="k", markersize=14, zorder=4)
     ax.set_xlim(extent[:2])
@@ -163,7 +165,7 @@ def optimizer_paths_figure(optimizer: str = "momentum", lr: float = 0.02, beta: 
     ax_p.plot(*path.T, ".-", color=COLORS[optimizer], lw=1.2, ms=3, label=f"{optimizer}, batch {batch_size}")
     ax_p.set_xlabel("$w_0$ (slope)")
     ax_p.set_ylabel("$w_1$ (intercept)")
-    ax_p.legend(loc="upper right")
+    ax_p.legend(loc="lower left")  # the paths start top left and end in the middle
     ax_p.set_title(f"lr={lr:g}, beta={beta:g}, batch={batch_size}")
     ax_l.semilogy(problem.loss(reference.T), color="gray", alpha=0.6, label="full-batch GD")
     ax_l.semilogy(problem.loss(path.T), color=COLORS[optimizer], label=optimizer)
