@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from course_utils.widgets import style
 from course_utils.widgets.decision_boundaries import (bce_loss, gate, lr_experiment_figure, neuron_predict,
-                                                      plot_decision_boundary, train_neuron)
+                                                      plot_decision_boundary, probability_colorbar, train_neuron)
 from course_utils.numpy_nn.gradcheck import numerical_gradient, rel_error
 from course_utils.numpy_nn.layers import sigmoid
 
@@ -48,6 +49,27 @@ def test_plot_decision_boundary_and_slider_callback():
     plt.close("all")
     for lr in (0.01, 1.0, 50.0):
         fig = lr_experiment_figure(lr=lr, steps=50, gate_name="OR")
-        assert len(fig.axes) == 2
+        assert len(fig.axes) == 3  # loss, boundary, and the boundary's colour bar
         assert fig.axes[0].lines[0].get_ydata().shape == (51,)
+        assert fig.axes[2].get_ylabel() == "P(class 1)"
         plt.close(fig)
+
+
+def test_slider_figure_fits_the_column_with_readable_text():
+    fig = lr_experiment_figure(lr=0.5, steps=20, gate_name="AND")
+    assert fig.get_size_inches()[0] <= style.MAX_WIDTH
+    texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels())]
+    assert min(t.get_fontsize() for t in texts) >= style.MIN_FONT_SIZE
+    plt.close(fig)
+
+
+def test_shared_probability_colorbar_spans_zero_to_one():
+    fig, axes = plt.subplots(1, 2)
+    X, y = gate("OR")
+    for ax in axes:
+        plot_decision_boundary(lambda p: sigmoid(p @ np.array([4.0, 4.0]) - 2.0), X, y, ax=ax)
+    bar = probability_colorbar(fig, list(axes))
+    assert bar.ax.get_ylabel() == "P(class 1)"
+    assert (bar.vmin, bar.vmax) == (0.0, 1.0)
+    assert len(fig.axes) == 3  # one bar for both panels
+    plt.close(fig)

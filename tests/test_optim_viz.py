@@ -9,8 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from course_utils.numpy_nn.gradcheck import numerical_gradient, rel_error
-from course_utils.widgets.optimizer_paths import (REGRESSION_START, LinearRegression2D, optimize_path,
-                                                  optimizer_paths_figure, rosenbrock, rosenbrock_grad)
+from course_utils.widgets import style
+from course_utils.widgets.optimizer_paths import (REGRESSION_EXTENT, REGRESSION_START, LinearRegression2D,
+                                                  draw_surface, optimize_path, optimizer_paths_figure,
+                                                  rosenbrock, rosenbrock_grad)
 
 
 def test_gradients_match_numerical_gradients():
@@ -46,5 +48,18 @@ def test_divergence_stops_the_path():
 def test_slider_callback_draws_each_optimizer():
     for name in ("sgd", "momentum", "rmsprop", "adam"):
         fig = optimizer_paths_figure(optimizer=name, lr=0.05, beta=0.8, batch_size=10, steps=30)
-        assert len(fig.axes) == 2
+        assert len(fig.axes) == 3  # path, loss, and the surface's colour bar
+        assert fig.get_size_inches()[0] <= style.MAX_WIDTH
+        legends = [t for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        assert legends and min(t.get_fontsize() for t in legends) >= style.MIN_FONT_SIZE
         plt.close(fig)
+
+
+def test_surface_colours_have_a_logarithmic_colour_bar():
+    problem = LinearRegression2D()
+    fig, ax = plt.subplots()
+    contours = draw_surface(problem.loss, REGRESSION_EXTENT, ax)
+    assert contours.get_cmap().name == style.SEQUENTIAL
+    assert contours.norm.vmin > 0 and type(contours.norm).__name__ == "LogNorm"
+    assert len(fig.axes) == 2 and "loss" in fig.axes[1].get_ylabel()
+    plt.close(fig)

@@ -13,8 +13,19 @@ from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import BoundaryNorm
 
 from ..numpy_nn.layers import sigmoid
+from . import style
+
+PROBABILITY_CMAP = style.DIVERGING
+"""Colour map of ``P(class 1)``: diverging, centred on the decision threshold 1/2 (blue = class 0,
+red = class 1, as the points), symmetric because the levels run from 0 to 1."""
+
+PROBABILITY_LEVELS = np.linspace(0.0, 1.0, 11)
+"""Filled-contour levels of ``P(class 1)``: ten bands of 0.1."""
 
 
 GATE_INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -81,13 +92,16 @@ def plot_decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.nd
                            ax: plt.Axes | None = None, title: str = "", margin: float = 0.5,
                            resolution: int = 200, colorbar: bool = False, point_size: float = 60) -> plt.Axes:
     """Colour the plane by ``predict(points) -> P(class 1)`` and draw the 0.5 contour (the
-    decision boundary) and the data points (class 0 circles, class 1 crosses)."""
+    decision boundary) and the data points (class 0 circles, class 1 crosses).
+
+    ``colorbar=True`` gives this panel its own colour bar; for several panels side by side,
+    draw them without and add one shared bar with ``probability_colorbar``."""
     ax = ax if ax is not None else plt.gca()
     lo, hi = X.min(axis=0) - margin, X.max(axis=0) + margin
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = np.column_stack([g0.ravel(), g1.ravel()])
     prob = np.asarray(predict(grid)).reshape(g0.shape)
-    image = ax.contourf(g0, g1, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.55)
+    ax.contourf(g0, g1, prob, levels=PROBABILITY_LEVELS, cmap=PROBABILITY_CMAP, alpha=0.55)
     if prob.min() < 0.5 < prob.max():
         ax.contour(g0, g1, prob, levels=[0.5], colors="k", linewidths=2)
     y = np.asarray(y)
@@ -98,8 +112,17 @@ def plot_decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.nd
     ax.set_ylim(lo[1], hi[1])
     ax.set_title(title)
     if colorbar:
-        plt.colorbar(image, ax=ax, label="P(class 1)")
+        probability_colorbar(ax.figure, ax)
     return ax
+
+
+def probability_colorbar(fig: plt.Figure, axes: plt.Axes | list[plt.Axes]) -> Colorbar:
+    """One colour bar ``P(class 1)`` for the ``axes`` drawn by ``plot_decision_boundary``
+    (same colour map, bands and transparency), so that a row of panels shares one key."""
+    norm = BoundaryNorm(PROBABILITY_LEVELS, plt.get_cmap(PROBABILITY_CMAP).N)
+    mappable = ScalarMappable(norm=norm, cmap=PROBABILITY_CMAP)
+    bar = fig.colorbar(mappable, ax=axes, label="P(class 1)", ticks=PROBABILITY_LEVELS[::2], alpha=0.55)
+    return bar
 
 
 def neuron_predict(w: np.ndarray, b: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -116,14 +139,13 @@ def lr_experiment_figure(lr: float = 0.5, steps: int = 200, gate_name: str = "OR
     """
     X, y = gate(gate_name)
     w, b, hist = train_neuron(X, y, lr=lr, steps=steps)
-    fig, (ax_loss, ax_b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_b) = plt.subplots(1, 2, figsize=style.figsize(3.8), layout="constrained")
     ax_loss.plot(hist.loss, color="tab:purple")
     ax_loss.set_xlabel("gradient-descent step")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.set_yscale("log")
-    ax_loss.set_title(f"{gate_name}, learning rate {lr:g}: final loss {hist.loss[-1]:.3g}")
+    ax_loss.set_title(f"{gate_name}, learning rate {lr:g}\nfinal loss {hist.loss[-1]:.3g}")
     ax_loss.grid(alpha=0.3)
-    plot_decision_boundary(neuron_predict(w, b), X, y, ax=ax_b,
-                           title=f"boundary after {steps} steps (accuracy {hist.accuracy[-1]:.0%})")
-    fig.tight_layout()
+    plot_decision_boundary(neuron_predict(w, b), X, y, ax=ax_b, colorbar=True,
+                           title=f"boundary after {steps} steps\n(accuracy {hist.accuracy[-1]:.0%})")
     return fig

@@ -21,8 +21,12 @@ from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.contour import QuadContourSet
 
 from ..numpy_nn.optim import Adam, Momentum, OPTIMIZERS, Optimizer, RMSProp
+from . import style
 
 
 GradFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -111,16 +115,30 @@ def optimize_path(name: str, grad_fn: Callable[[np.ndarray], np.ndarray], w0, lr
 
 
 def draw_surface(loss_fn: Callable[[np.ndarray], np.ndarray], extent: tuple[float, float, float, float],
-                 ax: plt.Axes, log: bool = True, minimum: np.ndarray | None = None) -> None:
-    """Contour lines of ``loss_fn`` over ``extent = (x0, x1, y0, y1)``."""
+                 ax: plt.Axes, log: bool = True, minimum: np.ndarray | None = None,
+                 colorbar: bool = True) -> QuadContourSet:
+    """Contour lines of ``loss_fn`` over ``extent = (x0, x1, y0, y1)``, coloured by the loss
+    with the course's sequential map (logarithmic levels and colours if ``log``).
+
+    ``colorbar`` adds the key from line colour to loss, since the colour encodes a value.
+    Returns the contour set.
+    """
     a, b = np.meshgrid(np.linspace(extent[0], extent[1], 300), np.linspace(extent[2], extent[3], 300))
     z = loss_fn(np.stack([a, b]))
-    levels = np.logspace(np.log10(max(z.min(), 1e-3)), np.log10(z.max()), 25) if log else 25
-    ax.contour(a, b, z, levels=levels, cmap="viridis", linewidths=0.8)
+    if log:
+        low = max(z.min(), 1e-3)
+        levels, norm = np.logspace(np.log10(low), np.log10(z.max()), 25), LogNorm(low, z.max())
+    else:
+        levels, norm = np.linspace(z.min(), z.max(), 25), Normalize(z.min(), z.max())
+    contours = ax.contour(a, b, z, levels=levels, cmap=style.SEQUENTIAL, norm=norm, linewidths=0.8)
+    if colorbar:  # a continuous bar with the lines' map and norm: readable ticks (decades on a log scale)
+        ax.figure.colorbar(ScalarMappable(norm=norm, cmap=style.SEQUENTIAL), ax=ax,
+                           label="loss" + (" (log scale)" if log else ""))
     if minimum is not None:
         ax.plot(*minimum, marker="*", color="k", markersize=14, zorder=4)
     ax.set_xlim(extent[:2])
     ax.set_ylim(extent[2:])
+    return contours
 
 
 COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "rmsprop": "tab:green", "adam": "tab:red"}
@@ -141,13 +159,13 @@ def optimizer_paths_figure(optimizer: str = "momentum", lr: float = 0.02, beta: 
     rng = np.random.default_rng(seed)
     path = optimize_path(optimizer, lambda w: problem.grad(w, rng, batch_size), REGRESSION_START, lr, steps, beta)
     reference = optimize_path("sgd", problem.grad, REGRESSION_START, lr, steps)
-    fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=style.figsize(4.0), layout="constrained")
     draw_surface(problem.loss, REGRESSION_EXTENT, ax_p, minimum=problem.w_star)
     ax_p.plot(*reference.T, "-", color="gray", alpha=0.6, lw=1, label="full-batch GD, same lr")
     ax_p.plot(*path.T, ".-", color=COLORS[optimizer], lw=1.2, ms=3, label=f"{optimizer}, batch {batch_size}")
     ax_p.set_xlabel("$w_0$ (slope)")
     ax_p.set_ylabel("$w_1$ (intercept)")
-    ax_p.legend(loc="upper right", fontsize=8)
+    ax_p.legend(loc="lower left")  # the paths start top left and end in the middle
     ax_p.set_title(f"lr={lr:g}, beta={beta:g}, batch={batch_size}")
     ax_l.semilogy(problem.loss(reference.T), color="gray", alpha=0.6, label="full-batch GD")
     ax_l.semilogy(problem.loss(path.T), color=COLORS[optimizer], label=optimizer)
@@ -156,7 +174,6 @@ def optimizer_paths_figure(optimizer: str = "momentum", lr: float = 0.02, beta: 
     ax_l.set_ylabel("full-data loss")
     if len(path) < steps + 1:
         ax_l.set_title(f"diverged after {len(path) - 1} steps")
-    ax_l.legend(fontsize=8)
+    ax_l.legend()
     ax_l.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
