@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from course_utils.widgets import style
+from course_utils import figure_style as style
 from course_utils.widgets.decision_boundaries import (bce_loss, gate, lr_experiment_figure, neuron_predict,
                                                       plot_decision_boundary, probability_colorbar, train_neuron)
 from course_utils.numpy_nn.gradcheck import numerical_gradient, rel_error

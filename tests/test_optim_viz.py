@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from course_utils.numpy_nn.gradcheck import numerical_gradient, rel_error
-from course_utils.widgets import style
+from course_utils import figure_style as style
 from course_utils.widgets.optimizer_paths import (REGRESSION_EXTENT, REGRESSION_START, LinearRegression2D,
                                                   draw_surface, optimize_path, optimizer_paths_figure,
                                                   rosenbrock, rosenbrock_grad)

@@ -18,7 +18,7 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.colors import BoundaryNorm
 
 from ..numpy_nn.layers import sigmoid
-from . import style
+from .. import figure_style as style
 
 PROBABILITY_CMAP = style.DIVERGING
 """Colour map of ``P(class 1)``: diverging, centred on the decision threshold 1/2 (blue = class 0,

@@ -26,7 +26,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.contour import QuadContourSet
 
 from ..numpy_nn.optim import Adam, Momentum, OPTIMIZERS, Optimizer, RMSProp
-from . import style
+from .. import figure_style as style
 
 
 GradFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
