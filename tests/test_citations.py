@@ -31,6 +31,7 @@ def test_what_is_not_a_citation():
     assert cited("Kingma (2014)") == []                     # no entry of that year
     assert cited("Kingmaker 2015 and Hen 2015") == []       # whole surnames only
     assert cited("Kingma " + "x" * 80 + " 2015") == []      # too far from the year
+    assert cited("Kingma et al., “The 2015 report”") == []  # a year inside a title, not a citation
 
 
 def test_the_bibliography_is_indexed_by_first_author_and_year():
@@ -38,3 +39,15 @@ def test_the_bibliography_is_indexed_by_first_author_and_year():
     keys = [k for surnames in table.values() for ks in surnames.values() for k in ks]
     assert "kingma2015adam" in table["2015"]["Kingma"]
     assert len(keys) == len(set(keys)) and len(keys) > 50
+
+
+def test_a_citation_over_two_source_lines_is_linked():
+    """Markdown keeps a soft line break as two Text nodes; the link spans both."""
+    from docutils import nodes
+
+    paragraph = nodes.paragraph("", "", nodes.Text(" (Kingma and"), nodes.Text("\nBa, 2015). Next"))
+    course_citations.LinkCitations._link(paragraph, list(paragraph.children), TABLE, "../references.html")
+    links = [n for n in paragraph.children if isinstance(n, nodes.reference)]
+    assert len(links) == 1 and links[0]["refuri"] == "../references.html#cite-kingma2015adam"
+    assert links[0].astext() == "Kingma and\nBa, 2015"
+    assert paragraph.astext() == " (Kingma and\nBa, 2015). Next"  # the text itself is unchanged

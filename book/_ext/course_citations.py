@@ -6,8 +6,9 @@ paper does: "(Kingma & Ba 2015)", "He et al. (2016)", and in each lesson's Refer
 entry on the References page (``references.md``, every entry of ``references.bib``).
 
 A year (1900-2099) is a citation when, within the few words before it, stands the surname of
-the first author of exactly one entry of that year in ``references.bib``; the link covers the
-text from that surname to the year. A surname and year that fit two entries (He 2016) is left
+the first author of exactly one entry of that year in ``references.bib``, and only more
+authors stand between them (names, initials, "and", "&", "et al.", commas, a bracket); the
+link covers the text from that surname to the year. A surname and year that fit two entries (He 2016) is left
 as text rather than guessed. Code, math, links and headings are never touched.
 
 The entries' anchors are ``cite-<key>`` (``bibtex_cite_id`` in ``_config.yml``). The browser
@@ -28,6 +29,9 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 YEAR = re.compile(r"\b((?:19|20)\d\d)[a-z]?\b")
+# What may stand between the first author's surname and the year: more authors (initials,
+# capitalised names, "and", "&", "et al."), commas and an opening bracket, nothing else.
+AUTHOR_GAP = re.compile(r"(?:[A-Z][\w'’.\-]*|et|al\.|and|&|[,(\s])*")
 WINDOW = 70  # characters before a year in which its first author's surname must stand
 SKIPPED_PARENTS = (nodes.literal, nodes.literal_block, nodes.math, nodes.math_block, nodes.reference,
                    nodes.title, nodes.raw, nodes.FixedTextElement, nodes.citation, nodes.label)
@@ -59,10 +63,12 @@ def find_citations(text: str, table) -> list[tuple[int, int, str]]:
         for surname, keys in surnames.items():
             for hit in re.finditer(rf"(?<![\w-]){re.escape(surname)}(?![\w-])", window):
                 if best is None or hit.start() > best[0]:
-                    best = (hit.start(), keys)
+                    best = (hit.start(), keys, hit.end())
         if best is None or len(best[1]) != 1:
             continue
         start, end = window_start + best[0], match.end()
+        if not AUTHOR_GAP.fullmatch(text[window_start + best[2]:match.start()]):
+            continue  # words between the surname and the year that are not more authors: a title's year
         if text[start:end].count("(") > text[start:end].count(")") and text[end:end + 1] == ")":
             end += 1
         if found and start < found[-1][1]:
@@ -85,27 +91,48 @@ class LinkCitations(SphinxPostTransform):
         if not table:
             return
         base = self.app.builder.get_relative_uri(env.docname, BIBLIOGRAPHY_PAGE)
-        for text_node in list(self.document.findall(nodes.Text)):
-            parent = text_node.parent
-            if parent is None or any(isinstance(a, SKIPPED_PARENTS) for a in _ancestors(parent)):
+        # A paragraph's text comes as several Text nodes (one per source line, around
+        # emphasis and code): each run of consecutive Text nodes is read as one string, so a
+        # citation broken over two source lines is still found.
+        for element in list(self.document.findall(nodes.TextElement)):
+            if any(isinstance(a, SKIPPED_PARENTS) for a in _ancestors(element)):
                 continue
-            text = str(text_node)
-            citations = find_citations(text, table)
-            if not citations:
-                continue
-            pieces: list[nodes.Node] = []
-            position = 0
-            for start, end, key in citations:
-                if start > position:
-                    pieces.append(nodes.Text(text[position:start]))
-                link = nodes.reference(text[start:end], text[start:end], refuri=f"{base}#cite-{key}",
-                                       classes=["course-cite"])
-                link["reftitle"] = f"References: {key}"
-                pieces.append(link)
-                position = end
-            if position < len(text):
-                pieces.append(nodes.Text(text[position:]))
-            parent.replace(text_node, pieces)
+            runs, current = [], []
+            for child in element.children:
+                if isinstance(child, nodes.Text):
+                    current.append(child)
+                elif current:
+                    runs.append(current)
+                    current = []
+            if current:
+                runs.append(current)
+            for run in runs:
+                self._link(element, run, table, base)
+
+    @staticmethod
+    def _link(element: nodes.Element, run: list[nodes.Text], table, base: str) -> None:
+        """Replace a run of Text nodes by text and citation links (when it holds a citation)."""
+        text = "".join(str(t) for t in run)
+        citations = find_citations(text, table)
+        if not citations:
+            return
+        pieces: list[nodes.Node] = []
+        position = 0
+        for start, end, key in citations:
+            if start > position:
+                pieces.append(nodes.Text(text[position:start]))
+            link = nodes.reference(text[start:end], text[start:end], refuri=f"{base}#cite-{key}",
+                                   classes=["course-cite"])
+            link["reftitle"] = f"References: {key}"
+            pieces.append(link)
+            position = end
+        if position < len(text):
+            pieces.append(nodes.Text(text[position:]))
+        index = element.index(run[0])
+        for old in run:
+            element.remove(old)
+        for offset, piece in enumerate(pieces):
+            element.insert(index + offset, piece)
 
 
 def _ancestors(node: nodes.Node):
