@@ -74,6 +74,12 @@ def figsize(height: float, width: float = PAGE_WIDTH) -> tuple[float, float]:
     return (float(width), float(height))
 
 
+def columns_that_fit(panels: int, panel_width: float, wanted: int) -> int:
+    """How many of ``panels`` panels, each ``panel_width`` inches wide, go across: ``wanted``
+    at most, and no more than fit in ``MAX_WIDTH`` (the rest go to further rows)."""
+    return max(1, min(wanted, panels, int(MAX_WIDTH // panel_width)))
+
+
 def grid_shape(panels: int, max_columns: int = 4) -> tuple[int, int]:
     """``(rows, columns)`` for ``panels`` small panels: at most ``max_columns`` across the column."""
     if panels < 1 or max_columns < 1:

@@ -37,6 +37,11 @@ def test_grid_shape(panels, expected):
     assert style.grid_shape(panels) == expected
 
 
+@pytest.mark.parametrize("panels, width, wanted, expected", [(6, 1.9, 6, 4), (3, 1.9, 6, 3), (8, 1.6, 8, 5), (1, 12.0, 4, 1)])
+def test_columns_that_fit(panels, width, wanted, expected):
+    assert style.columns_that_fit(panels, width, wanted) == expected
+
+
 def test_no_figure_in_the_course_is_wider_than_max_width():
     """Every literal figsize in the lessons and the library fits the book's column."""
     too_wide = []

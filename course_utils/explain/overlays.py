@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..figure_style import MAX_WIDTH, MIN_FONT_SIZE
+from ..figure_style import MIN_FONT_SIZE, columns_that_fit
 from .gradcam import EPS
 
 HEAT_CMAP = "inferno"
@@ -63,13 +63,13 @@ def show_overlays(images, cams, titles: Sequence[str] | None = None, alpha: floa
     """A grid of overlays, one per image (``images`` ``(N, [C,] H, W)``, ``cams`` ``(N, H, W)``).
 
     One colour bar at the right reads for every panel (the maps are all in [0, 1]). Each panel
-    is ``size`` inches wide and at most ``MAX_WIDTH // size`` panels go across (more rows
-    instead), so that the grid fits the page and its titles stay readable.
+    is ``size`` inches wide; ``figure_style.columns_that_fit`` decides how many go across
+    (the rest go to more rows), so that the grid fits the page and its titles stay readable.
     """
     import matplotlib.pyplot as plt  # here: only when drawing
 
     n = len(cams)
-    ncols = max(1, min(ncols, n, int(MAX_WIDTH // size)))
+    ncols = columns_that_fit(n, size, ncols)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.4) * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):

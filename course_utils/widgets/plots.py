@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from ..figure_style import MAX_WIDTH, PAGE_WIDTH
+from ..figure_style import MAX_WIDTH, PAGE_WIDTH, columns_that_fit
 
 MISTAKE_COLOR = "tab:red"
 CORRECT_COLOR = "tab:green"
@@ -96,14 +96,14 @@ def show_image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
     """Show images in a grid. ``images``: ``(N, H, W)`` or ``(N, 1, H, W)`` array or tensor.
 
     Each image is scaled to its own minimum and maximum, so standardised and raw images
-    both display well. Each panel is ``size`` inches wide; at most ``MAX_WIDTH // size``
-    panels go across (more rows instead), so that titles stay readable on the page.
+    both display well. Each panel is ``size`` inches wide; ``figure_style.columns_that_fit``
+    decides how many go across (the rest go to more rows), so that titles stay readable.
     """
     images = _to_numpy(images)
     if images.ndim == 4:
         images = images[:, 0]
     n = len(images)
-    ncols = max(1, min(ncols, n, int(MAX_WIDTH // size)))
+    ncols = columns_that_fit(n, size, ncols)
     nrows = max(1, -(-n // ncols))
     title_lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.2 * title_lines + 0.1) * nrows),
