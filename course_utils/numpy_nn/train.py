@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..history import Evaluation, History
+from ..progress import finish
 from .layers import Sequential, softmax_cross_entropy
 
 
@@ -204,8 +205,8 @@ def fit(model: Sequential, optimizer, train: tuple[Array, Array], val: tuple[Arr
     x_val, y_val = val
     rng = np.random.default_rng(seed)
     history = History()
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
+    bar = tqdm(total=epochs, desc=desc, disable=not progress)
+    for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         history.batch_loss.append(train_one_epoch(model, optimizer, x_train, y_train, batch_size, rng, augment))
         for name, (x, y) in (("train", (x_train, y_train)), ("val", (x_val, y_val))):
@@ -214,12 +215,14 @@ def fit(model: Sequential, optimizer, train: tuple[Array, Array], val: tuple[Arr
             getattr(history, f"{name}_acc").append(acc)
         history.seconds.append(time.perf_counter() - start)
         history.stopped_epoch = epoch
-        bar.set_postfix(train_acc=f"{history.train_acc[-1]:.3f}", val_acc=f"{history.val_acc[-1]:.3f}")
+        bar.set_postfix(train_acc=f"{history.train_acc[-1]:.3f}", val_acc=f"{history.val_acc[-1]:.3f}",
+                        refresh=False)
+        bar.update()
         if early_stopping is not None:
             value = history.val_loss[-1] if early_stopping.monitor == "val_loss" else history.val_acc[-1]
             if early_stopping.step(value, model, epoch):
                 break
-    bar.close()
+    finish(bar, desc, stopped_early=len(history.seconds) < epochs)
     model.train()
     if early_stopping is not None:
         early_stopping.restore(model)

@@ -30,7 +30,7 @@ def extract_features(backbone: nn.Module, loader, device, progress: bool = True)
     was_training = backbone.training
     backbone.eval().to(device)
     features, labels = [], []
-    for x, y in tqdm(loader, desc="extracting features", disable=not progress, leave=False):
+    for x, y in tqdm(loader, desc="extracting features", disable=not progress):
         features.append(backbone(x.to(device)).float().cpu())
         labels.append(torch.as_tensor(y))
     backbone.train(was_training)

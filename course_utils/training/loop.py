@@ -36,6 +36,7 @@ from torch import nn
 from ..history import MONITORS, Evaluation, History, _is_better
 from ..models.inspection import to_device
 from ..profiles import current_profile
+from ..progress import finish
 from ..speed import SpeedWatch, record_speed, recorded_speed, speed_file_disabled
 from .checkpoints import (ModelCard, _read_last_state, checkpoint_dir, last_state_path, load_weights, save_checkpoint,
                           save_last_state)
@@ -283,9 +284,8 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
         if progress:
             print(f"Resuming from {last_path.name} after epoch {start}.")
 
-    bar = tqdm(range(start, epochs), desc="epochs", unit="epoch", disable=not progress,
-               initial=start, total=epochs)
-    for epoch in bar:
+    bar = tqdm(desc="epochs", unit="epoch", disable=not progress, initial=start, total=epochs)
+    for epoch in range(start, epochs):
         if history.stopped_early or history.diverged:  # a resumed run that had already ended
             break
         began = time.perf_counter()
@@ -328,11 +328,11 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int, optimizer: t
             save_last_state(last_path, model, optimizer, history, epoch=epoch + 1, best_value=best_value, wait=wait,
                             best_state=best_state, scheduler=scheduler, plateau=plateau, meta=meta, card=card,
                             loader_rng=[g.get_state() for g in _loader_generators(train_loader)])
-        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_loss=f"{val['loss']:.3f}",
-                        val_acc=f"{val['acc']:.3f}", lr=f"{lr:.2g}")
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val['acc']:.3f}", refresh=False)  # short: fits a phone
+        bar.update()
         if history.stopped_early or history.diverged:
             break
-    bar.close()
+    finish(bar, "epochs", stopped_early=history.stopped_early)
 
     if early_stopping is not None and best_state is not None:
         model.load_state_dict(best_state)
