@@ -222,6 +222,18 @@ def test_randomization_destroys_maps_of_a_model_and_leaves_it_unchanged():
     plt.close(fig)
 
 
+def test_randomization_plot_shows_every_error_bar_whole():
+    """A step whose maps barely change (mean near 1) with a wide spread: the bar must not be cut."""
+    correlation = np.array([[0.98, 1.0, 0.2, 1.0], [-0.9, -0.2, 0.1, 0.3]])
+    result = explain.RandomizationResult(steps=["head", "block 1"], rank_correlation=correlation,
+                                         random_baseline=np.zeros(4), other_image_baseline=np.zeros(4), maps=[])
+    fig = result.plot()
+    low, high = fig.axes[0].get_ylim()
+    mean, std = correlation.mean(axis=1), correlation.std(axis=1)
+    assert high >= (mean + std).max() and low <= (mean - std).min()
+    plt.close(fig)
+
+
 def test_overlay_keeps_the_mri_visible():
     image = np.linspace(0, 1, 64 * 64).reshape(64, 64)
     heat = np.zeros((64, 64))

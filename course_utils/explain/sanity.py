@@ -114,7 +114,8 @@ class RandomizationResult:
                                      (self.other_image_baseline, ":", "another image's map")):
             ax.axhline(values.mean(), color="gray", ls=style, label=f"baseline: {label}")
         ax.set_xticks(x, ["+ " + s if i else s for i, s in enumerate(self.steps)], rotation=35, ha="right", fontsize=8)
-        ax.set_ylim(-0.5, 1.05)
+        # room for every error bar: mean + sd can pass 1 where the maps of some images barely change
+        ax.set_ylim(min(-0.5, float((mean - std).min()) - 0.05), max(1.05, float((mean + std).max()) + 0.05))
         ax.set_xlabel("re-initialised, cumulatively from the output")
         ax.set_ylabel("Spearman rank correlation\nwith the original map")
         ax.set_title(title or "Model-randomization sanity check")

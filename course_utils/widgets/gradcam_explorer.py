@@ -44,7 +44,9 @@ def explore(model: nn.Module, inputs: torch.Tensor, labels: Sequence[int], class
     predicted = int(probs.argmax())
     explained = predicted if chosen is None else chosen
     true = int(labels[index])
-    fig, axes = plt.subplots(1, 3, figsize=figsize(3.4))   # the page's width: titles read at full size
+    # the page's width, so titles read at full size; the constrained layout keeps room for the
+    # colour bar between the map and the overlay
+    fig, axes = plt.subplots(1, 3, figsize=figsize(3.4), layout="constrained")
     axes[0].imshow(_as_2d(x[0]), cmap="gray")
     axes[0].set_title(f"image {index}: true {classes[true]}", fontsize=9)
     axes[1].imshow(heat.numpy(), cmap=HEAT_CMAP, vmin=0, vmax=1)
@@ -55,6 +57,5 @@ def explore(model: nn.Module, inputs: torch.Tensor, labels: Sequence[int], class
                       f"predicted {classes[predicted]} (p={probs[predicted]:.2f})", fontsize=9, color=color)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
     add_heat_colorbar(fig, axes[1])
     return fig
