@@ -86,3 +86,16 @@ def test_figures_have_a_caption_a_name_and_alt_text(path: Path):
     duplicates = sorted({n for n in names if names.count(n) > 1})
     assert not duplicates, f"figure names used twice: {duplicates}"
     assert not problems, "\n".join(problems)
+
+
+BARE_URL = re.compile(r"(?<![<(\"'`/])\bhttps?://\S+")
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_web_addresses_in_the_text_are_links(path: Path):
+    """MyST does not turn a bare address into a link: the text writes ``<https://...>`` or
+    ``[words](https://...)``."""
+    notebook = read_lesson(str(path))
+    bare = [m.group(0) for cell in notebook.cells if cell.cell_type == "markdown"
+            for m in BARE_URL.finditer(cell.source)]
+    assert not bare, f"addresses a reader cannot click: {bare}"
