@@ -51,3 +51,39 @@ def test_a_citation_over_two_source_lines_is_linked():
     assert len(links) == 1 and links[0]["refuri"] == "../references.html#cite-kingma2015adam"
     assert links[0].astext() == "Kingma and\nBa, 2015"
     assert paragraph.astext() == " (Kingma and\nBa, 2015). Next"  # the text itself is unchanged
+
+
+TITLES = {"he2016deep": "deep residual learning for image recognition",
+          "he2016identity": "identity mappings in deep residual networks"}
+
+
+def test_a_title_in_the_paragraph_settles_two_entries_of_one_year():
+    text = "(He et al. 2016, "
+    paragraph = text + "Identity Mappings in Deep Residual Networks)"
+    found = course_citations.find_citations(text, TABLE, paragraph, TITLES)
+    assert [(text[s:e], k) for s, e, k in found] == [("He et al. 2016", "he2016identity")]
+    assert course_citations.find_citations(text, TABLE, text + "a paper)", TITLES) == []  # no title: no guess
+    both = paragraph + " and Deep residual learning for image recognition"
+    assert course_citations.find_citations(text, TABLE, both, TITLES) == []               # two titles: no guess
+
+
+def reference_item(first_run, item):
+    found = course_citations.find_reference_item(first_run, TABLE, item, TITLES)
+    return found and (first_run[found[0]:found[1]], found[2])
+
+
+def test_a_references_item_with_the_year_after_the_title():
+    run = "D. P. Kingma, J. Ba, "
+    assert reference_item(run, run + "Adam: a method for stochastic optimization, ICLR 2015.") == \
+        ("D. P. Kingma, J. Ba", "kingma2015adam")
+    run = "I. Goodfellow et al., "
+    assert reference_item(run, run + "Deep Learning, MIT Press, 2016.") == ("I. Goodfellow et al.", "goodfellow2016deep")
+    run = "K. He, X. Zhang, "
+    assert reference_item(run, run + "Deep residual learning, CVPR 2016.") is None   # two entries fit
+    assert reference_item(run, run + "Identity mappings in deep residual networks, ECCV 2016.") == \
+        ("K. He, X. Zhang", "he2016identity")                                       # ... and the title settles it
+    assert reference_item("A. Nobody, ", "A. Nobody, A title, 2015.") is None          # not in the bibliography
+    run = "Z. He, D. P. Kingma, "
+    assert reference_item(run, run + "A title, 2015.") == ("Z. He, D. P. Kingma", "he2015delving")  # the first author
+    run = "PyTorch documentation, see Kingma "
+    assert reference_item(run, run + "2015") is None                                  # not the item's first author

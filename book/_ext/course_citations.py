@@ -8,8 +8,14 @@ entry on the References page (``references.md``, every entry of ``references.bib
 A year (1900-2099) is a citation when, within the few words before it, stands the surname of
 the first author of exactly one entry of that year in ``references.bib``, and only more
 authors stand between them (names, initials, "and", "&", "et al.", commas, a bracket); the
-link covers the text from that surname to the year. A surname and year that fit two entries (He 2016) is left
-as text rather than guessed. Code, math, links and headings are never touched.
+link covers the text from that surname to the year. A surname and year that fit two entries
+(He 2016) are linked only when the paragraph also names the title of exactly one of them
+("He et al. 2016, *Identity mappings in deep residual networks*"); otherwise they are left as
+text rather than guessed. Code, math, links and headings are never touched.
+
+An item of a lesson's References list may give the year after the title ("B. Zhou, A. Khosla,
+"Learning deep features ...", *CVPR* 2016."): there the author list at the item's start is
+linked when its first surname and a year of the item fit exactly one entry.
 
 The entries' anchors are ``cite-<key>`` (``bibtex_cite_id`` in ``_config.yml``). The browser
 test opens every link made here and checks that its anchor exists.
@@ -52,8 +58,33 @@ def first_authors(bibfile: Path) -> dict[str, dict[str, list[str]]]:
     return table
 
 
-def find_citations(text: str, table) -> list[tuple[int, int, str]]:
-    """``(start, end, key)`` of every citation in ``text`` (see the module docstring)."""
+def titles(bibfile: Path) -> dict[str, str]:
+    """``{key: title}`` for every entry of a BibTeX file, normalised by ``_plain``."""
+    from pybtex.database import parse_file  # installed with sphinxcontrib-bibtex
+
+    return {key: _plain(entry.fields.get("title", "")) for key, entry in parse_file(str(bibfile)).entries.items()}
+
+
+def _plain(text: str) -> str:
+    """Lower case, letters and digits only, single spaces: how titles are compared."""
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", re.sub(r"[{}\\]", "", text).lower()).split())
+
+
+def _choose(keys: list[str], context: str, known_titles: dict[str, str]) -> str | None:
+    """The one key of ``keys``, or the one whose title ``context`` names; ``None`` when unclear."""
+    if len(keys) == 1:
+        return keys[0]
+    plain = _plain(context)
+    named = [k for k in keys if known_titles.get(k) and known_titles[k] in plain]
+    return named[0] if len(named) == 1 else None
+
+
+def find_citations(text: str, table, context: str = "",
+                   known_titles: dict[str, str] | None = None) -> list[tuple[int, int, str]]:
+    """``(start, end, key)`` of every citation in ``text`` (see the module docstring).
+
+    ``context`` (the whole paragraph) and ``known_titles`` settle a surname and year that
+    fit several entries."""
     found = []
     for match in YEAR.finditer(text):
         surnames = table.get(match.group(1), {})
@@ -64,7 +95,8 @@ def find_citations(text: str, table) -> list[tuple[int, int, str]]:
             for hit in re.finditer(rf"(?<![\w-]){re.escape(surname)}(?![\w-])", window):
                 if best is None or hit.start() > best[0]:
                     best = (hit.start(), keys, hit.end())
-        if best is None or len(best[1]) != 1:
+        key = _choose(best[1], context, known_titles or {}) if best is not None else None
+        if key is None:
             continue
         start, end = window_start + best[0], match.end()
         if not AUTHOR_GAP.fullmatch(text[window_start + best[2]:match.start()]):
@@ -73,8 +105,35 @@ def find_citations(text: str, table) -> list[tuple[int, int, str]]:
             end += 1
         if found and start < found[-1][1]:
             continue
-        found.append((start, end, best[1][0]))
+        found.append((start, end, key))
     return found
+
+
+def find_reference_item(text: str, table, item_text: str,
+                        known_titles: dict[str, str] | None = None) -> tuple[int, int, str] | None:
+    """The author list at the start of a References-list item, as ``(start, end, key)``.
+
+    ``text`` is the item's first run of text, ``item_text`` the whole item (its year may
+    stand after an emphasised title or venue). The first surname must stand in the first
+    few words, and it and one of the item's years must fit exactly one entry (or the item
+    names the title of exactly one of those that fit)."""
+    candidates = set()
+    for year in {m.group(1) for m in YEAR.finditer(item_text)}:
+        for surname, keys in table.get(year, {}).items():
+            hit = re.search(rf"(?<![\w-]){re.escape(surname)}(?![\w-])", text[:40])
+            key = _choose(keys, item_text, known_titles or {})
+            if hit and key and AUTHOR_GAP.fullmatch(text[:hit.start()]):
+                candidates.add((hit.start(), hit.end(), key))
+    first = [c for c in candidates if c[0] == min(candidates)[0]] if candidates else []
+    if len(first) != 1:  # the first surname decides ("Z. Liu, J. Li, ..." is Liu's paper)
+        return None
+    _, end, key = first[0]
+    start = len(text) - len(text.lstrip())  # the whole author list, initials included
+    authors = AUTHOR_GAP.match(text, end)
+    end = len(text[:authors.end()].rstrip(" ,("))
+    if text[start:end].endswith(" et al") and text[end:end + 1] == ".":
+        end += 1
+    return start, end, key
 
 
 class LinkCitations(SphinxPostTransform):
@@ -90,6 +149,7 @@ class LinkCitations(SphinxPostTransform):
         table = getattr(env.app, "course_citation_table", None)
         if not table:
             return
+        known_titles = getattr(env.app, "course_citation_titles", {})
         base = self.app.builder.get_relative_uri(env.docname, BIBLIOGRAPHY_PAGE)
         # A paragraph's text comes as several Text nodes (one per source line, around
         # emphasis and code): each run of consecutive Text nodes is read as one string, so a
@@ -106,16 +166,31 @@ class LinkCitations(SphinxPostTransform):
                     current = []
             if current:
                 runs.append(current)
+            linked = False
             for run in runs:
-                self._link(element, run, table, base)
+                linked |= self._link(element, run, table, base, known_titles)
+            if not linked and runs and element.children and runs[0][0] is element.children[0] \
+                    and _is_reference_item(element):
+                item = find_reference_item("".join(str(t) for t in runs[0]), table, element.astext(),
+                                           known_titles)
+                if item:
+                    self._replace(element, runs[0], [item], base)
 
     @staticmethod
-    def _link(element: nodes.Element, run: list[nodes.Text], table, base: str) -> None:
-        """Replace a run of Text nodes by text and citation links (when it holds a citation)."""
+    def _link(element: nodes.Element, run: list[nodes.Text], table, base: str,
+              known_titles: dict[str, str] | None = None) -> bool:
+        """Replace a run of Text nodes by text and citation links; True when it held a citation."""
         text = "".join(str(t) for t in run)
-        citations = find_citations(text, table)
+        citations = find_citations(text, table, element.astext(), known_titles)
         if not citations:
-            return
+            return False
+        LinkCitations._replace(element, run, citations, base)
+        return True
+
+    @staticmethod
+    def _replace(element: nodes.Element, run: list[nodes.Text], citations, base: str) -> None:
+        """Put ``citations`` (``(start, end, key)`` in the run's text) in as links."""
+        text = "".join(str(t) for t in run)
         pieces: list[nodes.Node] = []
         position = 0
         for start, end, key in citations:
@@ -135,6 +210,15 @@ class LinkCitations(SphinxPostTransform):
             element.insert(index + offset, piece)
 
 
+def _is_reference_item(element: nodes.Element) -> bool:
+    """A paragraph that opens an item of a list under a heading "References"."""
+    item = element.parent
+    if not isinstance(item, nodes.list_item) or item.children[0] is not element:
+        return False
+    section = next((a for a in _ancestors(item) if isinstance(a, nodes.section)), None)
+    return section is not None and section.next_node(nodes.title).astext().strip() == "References"
+
+
 def _ancestors(node: nodes.Node):
     while node is not None:
         yield node
@@ -149,6 +233,7 @@ def load_bibliography(app: Sphinx) -> None:
             for surname, keys in surnames.items():
                 table.setdefault(year, {}).setdefault(surname, []).extend(keys)
     app.course_citation_table = table
+    app.course_citation_titles = {k: t for name in bibfiles for k, t in titles(Path(app.srcdir) / name).items()}
 
 
 def setup(app: Sphinx) -> dict:
