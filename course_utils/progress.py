@@ -1,7 +1,7 @@
 """How a progress bar ends: the one rule shared by both training loops.
 
-``tqdm`` paints a bar red when it closes before its total, the colour it uses for an error
-or an interrupt. A run that early stopping ended on purpose is no error: ``finish`` makes the
+In a notebook, ``tqdm``'s widget turns red when the bar closes before its total, the colour
+it uses for an error or an interrupt. A run that early stopping ended on purpose is no error: ``finish`` makes the
 bar's total the epochs that were actually run (so it closes green, "12/12") and puts
 "stopped early" in its label. A run that diverged keeps its red bar: that one did fail.
 """

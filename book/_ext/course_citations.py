@@ -15,7 +15,8 @@ text rather than guessed. Code, math, links and headings are never touched.
 
 An item of a lesson's References list may give the year after the title ("B. Zhou, A. Khosla,
 "Learning deep features ...", *CVPR* 2016."): there the author list at the item's start is
-linked when its first surname and a year of the item fit exactly one entry.
+linked when its first surname and a year of the item fit exactly one entry (or, when several
+fit, the item names the title of exactly one).
 
 The entries' anchors are ``cite-<key>`` (``bibtex_cite_id`` in ``_config.yml``). The browser
 test opens every link made here and checks that its anchor exists.
