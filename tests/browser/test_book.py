@@ -7,7 +7,8 @@ Serves ``book/_build/html`` on 127.0.0.1 and opens every page. A page passes whe
 * no script on it throws;
 * its math is typeset by MathJax (no raw ``$$`` or ``\\(`` left in the text);
 * every image has loaded (``naturalWidth > 0``);
-* its widgets (sliders, progress bars saved in the notebook) are drawn by the widget manager;
+* its widgets (sliders, progress bars saved in the notebook) are drawn by the widget manager,
+  and every progress bar of a lesson is drawn full and not red (a finished run);
 * exercise solutions (cells tagged ``hide-cell``) are collapsed toggles that open on a click;
 * its favicon, fetched by the page, is served (no 404 on any page).
 
@@ -20,7 +21,8 @@ captioned figure ("Fig. N") with alt text that describes it (not a file name), s
 less than 60 % of the width it was drawn at; a slider section shows one figure and no
 controls (the sliders live only where a kernel runs). Every citation link leads to an entry of
 the References page. On a 390-pixel phone screen no page is wider than the screen: only code,
-math and tables scroll sideways, inside their own boxes.
+math and tables scroll sideways, inside their own boxes, and the caption of a figure shown
+smaller than drawn says that a tap shows it at full size.
 
 The navigation must list every lesson in ``notebooks/``. Screenshots of the introduction and
 of a lesson go to ``book/_build/screenshots/``, and of every lesson at both widths (the whole
@@ -208,6 +210,20 @@ FIGURES = """() => [...document.querySelectorAll('article img')].map(img => {
             caption: caption ? caption.textContent.trim().replace(/\\s+/g, ' ') : null};
 })"""
 
+# Progress bars as drawn: label, fill (per cent of the track), style and height on the page.
+PROGRESS = """() => [...document.querySelectorAll('article .widget-hprogress, article .widget-vprogress')].map(w => {
+    const bar = w.querySelector('.progress-bar'), box = w.closest('.widget-hbox, .widget-box') || w;
+    return {text: box.textContent.trim().replace(/\\s+/g, ' ').slice(0, 120),
+            fill: bar ? parseFloat(bar.style.width || '0') : null,
+            danger: !!(bar && bar.className.includes('danger')),
+            height: w.getBoundingClientRect().height};
+})"""
+
+# On a phone, the caption of each figure shown smaller than drawn (course.js marks it) says that
+# a tap shows it at full size (course.css).
+ZOOM_HINTS = """() => [...document.querySelectorAll('figure')].filter(f => f.querySelector('img.course-zoomable'))
+    .map(f => f.querySelector('figcaption')).filter(c => c).map(c => getComputedStyle(c, '::after').content)"""
+
 # Live controls drawn on the static page (slider, dropdown, interact panel): none may remain.
 CONTROLS = """() => [...document.querySelectorAll(
     'article .widget-slider, article .widget-dropdown, article .widget-interact, article .widget-upload')]
@@ -338,6 +354,7 @@ def visit(server, context):
         report["images"] = page.evaluate(IMAGES)
         report["figures"] = page.evaluate(FIGURES)
         report["controls"] = page.evaluate(CONTROLS)
+        report["progress"] = page.evaluate(PROGRESS)
         report["citations"] = page.evaluate(CITATIONS)
         report["solutions"] = page.evaluate(SOLUTIONS)
         if report["solutions"]:  # one toggle opens on a click and shows the code
@@ -558,6 +575,21 @@ def test_slider_sections_show_one_figure_and_no_dead_controls(visit, lesson_page
     assert visit(lesson_page)["controls"] == 0
 
 
+@pytest.mark.parametrize("lesson_page", LESSON_PAGES)
+def test_progress_bars_are_finished_and_green(visit, lesson_page):
+    """A saved progress bar reads as a finished run: drawn, full, not in the red tqdm uses for an
+    error (a run that early stopping ended says "stopped early" and is full at its own total)."""
+    bars = visit(lesson_page)["progress"]
+    unfinished = [b for b in bars if b["danger"] or b["fill"] is None or b["fill"] < 99.9 or b["height"] < 5]
+    assert not unfinished, f"progress bars that look unfinished or broken: {unfinished}"
+
+
+def test_the_course_shows_progress_bars(visit):
+    """The check above sees the bars (the lessons with training loops save some)."""
+    if LESSON_PAGES and set(LESSON_PAGES) <= set(PAGES):
+        assert sum(len(visit(page)["progress"]) for page in LESSON_PAGES) >= 5
+
+
 def _anchors(page_path: str) -> set[str]:
     return set(re.findall(r'\bid="([^"]+)"', (HTML / page_path).read_text(encoding="utf-8")))
 
@@ -588,7 +620,9 @@ def test_no_page_is_wider_than_a_phone(server, phone, page_path):
     report = new_report()
     page = open_page(phone, server, page_path, report)
     overflow = page.evaluate(OVERFLOW)
+    hints = page.evaluate(ZOOM_HINTS)
     page.close()
+    assert all("full size" in h for h in hints), f"shrunk figures whose caption does not say how to enlarge them: {hints}"
     assert overflow["page"] <= overflow["screen"], f"page {overflow['page']} px on a {overflow['screen']}-px screen: {overflow['wider']}"
     assert not overflow["wider"], f"elements wider than the screen: {overflow['wider']}"
     assert not report["errors"] and not report["console"], f"{report['errors']} {report['console']}"
