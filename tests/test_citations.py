@@ -20,7 +20,8 @@ def cited(text):
 def test_the_forms_a_lesson_uses():
     assert cited("Adam (Kingma & Ba 2015) combines") == [("Kingma & Ba 2015", "kingma2015adam")]
     assert cited("as Kingma and Ba (2015) showed") == [("Kingma and Ba (2015)", "kingma2015adam")]
-    assert cited("- D. P. Kingma, J. Ba (2015). *Adam.*") == [("Kingma, J. Ba (2015)", "kingma2015adam")]
+    assert cited("- D. P. Kingma, J. Ba (2015). *Adam.*") == [("D. P. Kingma, J. Ba (2015)", "kingma2015adam")]
+    assert cited("see K.-R. Kingma (2015)") == [("K.-R. Kingma (2015)", "kingma2015adam")]
     assert cited("Goodfellow et al. 2016; He et al. 2015") == [("Goodfellow et al. 2016", "goodfellow2016deep"),
                                                                 ("He et al. 2015", "he2015delving")]
 
@@ -87,3 +88,16 @@ def test_a_references_item_with_the_year_after_the_title():
     assert reference_item(run, run + "A title, 2015.") == ("Z. He, D. P. Kingma", "he2015delving")  # the first author
     run = "PyTorch documentation, see Kingma "
     assert reference_item(run, run + "2015") is None                                  # not the item's first author
+
+
+def test_text_equal_to_other_text_of_the_paragraph_stays_in_place():
+    """Text nodes compare as strings: the soft line break before an emphasis must not be taken
+    for the one before the citation (it once glued "its" to "*local*")."""
+    from docutils import nodes
+
+    paragraph = nodes.paragraph("", "", nodes.Text("needs its"), nodes.Text("\n"),
+                                nodes.emphasis("", "local"), nodes.Text("\n"), nodes.Text("rule (Kingma and Ba 2015)."))
+    before = paragraph.astext()
+    course_citations.LinkCitations._link(paragraph, list(paragraph.children)[3:], TABLE, "../references.html")
+    assert paragraph.astext() == before
+    assert [type(n).__name__ for n in paragraph.children][:4] == ["Text", "Text", "emphasis", "Text"]

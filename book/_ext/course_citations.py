@@ -39,6 +39,8 @@ YEAR = re.compile(r"\b((?:19|20)\d\d)[a-z]?\b")
 # What may stand between the first author's surname and the year: more authors (initials,
 # capitalised names, "and", "&", "et al."), commas and an opening bracket, nothing else.
 AUTHOR_GAP = re.compile(r"(?:[A-Z][\w'’.\-]*|et|al\.|and|&|[,(\s])*")
+# Initials just before a surname ("D. P. ", "K.-R. "): the link starts with them.
+INITIALS = re.compile(r"(?<![\w.])(?:[A-Z]\.(?:-[A-Z]\.)?\s?)+$")
 WINDOW = 70  # characters before a year in which its first author's surname must stand
 SKIPPED_PARENTS = (nodes.literal, nodes.literal_block, nodes.math, nodes.math_block, nodes.reference,
                    nodes.title, nodes.raw, nodes.FixedTextElement, nodes.citation, nodes.label)
@@ -102,6 +104,9 @@ def find_citations(text: str, table, context: str = "",
         start, end = window_start + best[0], match.end()
         if not AUTHOR_GAP.fullmatch(text[window_start + best[2]:match.start()]):
             continue  # words between the surname and the year that are not more authors: a title's year
+        initials = INITIALS.search(text, 0, start)  # "A. Paszke et al. (2019)": the whole name
+        if initials:
+            start = initials.start()
         if text[start:end].count("(") > text[start:end].count(")") and text[end:end + 1] == ")":
             end += 1
         if found and start < found[-1][1]:
@@ -167,10 +172,11 @@ class LinkCitations(SphinxPostTransform):
                     current = []
             if current:
                 runs.append(current)
-            linked = False
-            for run in runs:
-                linked |= self._link(element, run, table, base, known_titles)
-            if not linked and runs and element.children and runs[0][0] is element.children[0] \
+            first_linked = False
+            for number, run in enumerate(runs):
+                linked = self._link(element, run, table, base, known_titles)
+                first_linked |= linked and number == 0
+            if not first_linked and runs and element.children and runs[0][0] is element.children[0] \
                     and _is_reference_item(element):
                 item = find_reference_item("".join(str(t) for t in runs[0]), table, element.astext(),
                                            known_titles)
@@ -204,9 +210,10 @@ class LinkCitations(SphinxPostTransform):
             position = end
         if position < len(text):
             pieces.append(nodes.Text(text[position:]))
-        index = element.index(run[0])
-        for old in run:
-            element.remove(old)
+        # Find and remove the run by identity: Text nodes are strings, and ``index``/``remove``
+        # compare by value, so an equal Text elsewhere (a line break "\n") would be taken instead.
+        index = next(i for i, child in enumerate(element.children) if child is run[0])
+        del element.children[index:index + len(run)]  # a run is consecutive children
         for offset, piece in enumerate(pieces):
             element.insert(index + offset, piece)
 

@@ -231,4 +231,7 @@ def _draw_accuracy(ax: plt.Axes, curve: AccuracyCurve, p: float) -> None:
     ax.set_ylabel("validation accuracy")
     ax.set_title("one random mask per image\nvs dropout switched off")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=style.MIN_FONT_SIZE, loc="lower left")
+    low, high = ax.get_ylim()
+    ax.set_yticks([t for t in ax.get_yticks() if low <= t <= high])  # no accuracy ticks in the headroom
+    ax.set_ylim(low, high + 0.9 * (high - low))  # headroom: the legend sits above the curves
+    ax.legend(fontsize=style.MIN_FONT_SIZE, loc="upper right")

@@ -125,7 +125,8 @@ def threshold_figure(pairs: dict[str, np.ndarray], threshold: float, load_image:
     ax.plot([threshold, threshold], [here_pairs, here_images], "ko", ms=5)
     ax.axvline(threshold, color="k", lw=1, label=f"threshold {threshold:.3f}: {here_pairs} pairs, {here_images} images")
     if audit_threshold is not None:
-        ax.axvline(audit_threshold, color="tab:red", ls="--", lw=1, label=f"the audit's threshold {audit_threshold}")
+        ax.axvline(audit_threshold, color="tab:red", ls="--", lw=2, zorder=3,  # visible over the black line
+                   label=f"the audit's threshold {audit_threshold}")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())   # plain numbers: faster to draw than 10^x labels
     ax.yaxis.set_minor_formatter(NullFormatter())

@@ -539,6 +539,7 @@ def test_lesson_buttons_use_the_configured_repository(visit, lesson_page):
 # Figures, citations and the phone screen ------------------------------------------------
 
 SCREENSHOT_PART = 6000  # pixels of page height per screenshot file
+SCREENSHOT_OVERLAP = 200  # pixels each part repeats of the one before (the sticky header covers less)
 
 FILE_NAME = re.compile(r"^[0-9a-f]{16,}|\.(png|jpe?g|svg|gif|webp)$", re.I)
 
@@ -638,13 +639,21 @@ def test_lesson_screenshots_at_both_widths(server, context, phone, lesson_page):
     for width, browser_context in ((1280, context), (390, phone)):
         report = new_report()
         page = open_page(browser_context, server, lesson_page, report)
+        # Chromium paints a very tall page blank in one capture, and a full-page capture in
+        # parts (clip) lays the page out again for each part. So: a window SCREENSHOT_PART
+        # pixels tall, scrolled down part by part; the parts overlap by SCREENSHOT_OVERLAP
+        # pixels, more than the sticky header hides at the top of each.
+        page.set_viewport_size({"width": width, "height": SCREENSHOT_PART})
         height = page.evaluate("() => document.documentElement.scrollHeight")
-        # Chromium paints a very tall page blank in one capture: take it in parts.
+        for old in folder.glob(f"{Path(lesson_page).stem[:2]}-{width}-*.jpg"):
+            old.unlink()
         shots = []
-        for part, top in enumerate(range(0, height, SCREENSHOT_PART)):
+        for part, top in enumerate(range(0, max(1, height - SCREENSHOT_OVERLAP), SCREENSHOT_PART - SCREENSHOT_OVERLAP)):
+            page.evaluate("(y) => window.scrollTo({top: y, behavior: 'instant'})", top)
+            page.wait_for_function("(y) => Math.abs(window.scrollY - Math.min(y, document.documentElement.scrollHeight"
+                                   " - window.innerHeight)) < 2", arg=top)
             shot = folder / f"{Path(lesson_page).stem[:2]}-{width}-{part}.jpg"
-            page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=55,
-                            clip={"x": 0, "y": top, "width": width, "height": min(SCREENSHOT_PART, height - top)})
+            page.screenshot(path=str(shot), type="jpeg", quality=55)
             shots.append(shot)
         page.close()
         assert sum(shot.stat().st_size for shot in shots) > 20_000
