@@ -86,6 +86,8 @@ def test_a_references_item_with_the_year_after_the_title():
     assert reference_item("A. Nobody, ", "A. Nobody, A title, 2015.") is None          # not in the bibliography
     run = "Z. He, D. P. Kingma, "
     assert reference_item(run, run + "A title, 2015.") == ("Z. He, D. P. Kingma", "he2015delving")  # the first author
+    run = "D. P. Kingma and contributors, "
+    assert reference_item(run, run + "A library, 2015.") == ("D. P. Kingma", "kingma2015adam")  # no dangling "and"
     run = "PyTorch documentation, see Kingma "
     assert reference_item(run, run + "2015") is None                                  # not the item's first author
 
@@ -101,3 +103,32 @@ def test_text_equal_to_other_text_of_the_paragraph_stays_in_place():
     course_citations.LinkCitations._link(paragraph, list(paragraph.children)[3:], TABLE, "../references.html")
     assert paragraph.astext() == before
     assert [type(n).__name__ for n in paragraph.children][:4] == ["Text", "Text", "emphasis", "Text"]
+
+
+def test_no_work_is_in_the_bibliography_twice():
+    """Two entries of one work (same title and year) make its citations ambiguous: none gets a
+    link. (A conference paper and its later journal version differ in year.)"""
+    from pybtex.database import parse_file
+
+    seen, twice = {}, []
+    for key, entry in parse_file(str(ROOT / "book" / "references.bib")).entries.items():
+        work = (course_citations._plain(entry.fields.get("title", "")), entry.fields.get("year"))
+        if work in seen:
+            twice.append((seen[work], key))
+        seen.setdefault(work, key)
+    assert not twice, f"one work entered twice: {twice}"
+
+
+def test_an_item_whose_text_also_cites_another_work_still_links_its_authors():
+    """A later citation in the item ("... after He et al. 2015") must not stop the item's own
+    author list from being linked."""
+    from docutils import nodes
+
+    section = nodes.section("", nodes.title("", "References"))
+    paragraph = nodes.paragraph("", "", nodes.Text("D. P. Kingma, "), nodes.emphasis("", "A title"),
+                                nodes.Text(", 2015, after He et al. 2015."))
+    section += nodes.bullet_list("", nodes.list_item("", paragraph))
+    course_citations.LinkCitations._link_element(paragraph, TABLE, "../references.html", TITLES)
+    links = [(n.astext(), n["refuri"].split("#")[1]) for n in paragraph.findall(nodes.reference)]
+    assert links == [("D. P. Kingma", "cite-kingma2015adam"), ("He et al. 2015", "cite-he2015delving")]
+    assert paragraph.astext() == "D. P. Kingma, A title, 2015, after He et al. 2015."

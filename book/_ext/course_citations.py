@@ -136,7 +136,7 @@ def find_reference_item(text: str, table, item_text: str,
     _, end, key = first[0]
     start = len(text) - len(text.lstrip())  # the whole author list, initials included
     authors = AUTHOR_GAP.match(text, end)
-    end = len(text[:authors.end()].rstrip(" ,("))
+    end = len(re.sub(r"(?:\s+(?:and|&))+$", "", text[:authors.end()].rstrip(" ,(")))  # not "... and" of "and contributors"
     if text[start:end].endswith(" et al") and text[end:end + 1] == ".":
         end += 1
     return start, end, key
@@ -157,31 +157,34 @@ class LinkCitations(SphinxPostTransform):
             return
         known_titles = getattr(env.app, "course_citation_titles", {})
         base = self.app.builder.get_relative_uri(env.docname, BIBLIOGRAPHY_PAGE)
+        for element in list(self.document.findall(nodes.TextElement)):
+            if not any(isinstance(a, SKIPPED_PARENTS) for a in _ancestors(element)):
+                self._link_element(element, table, base, known_titles)
+
+    @staticmethod
+    def _link_element(element: nodes.Element, table, base: str, known_titles: dict[str, str]) -> None:
+        """Link the citations of one paragraph (or other text element)."""
         # A paragraph's text comes as several Text nodes (one per source line, around
         # emphasis and code): each run of consecutive Text nodes is read as one string, so a
         # citation broken over two source lines is still found.
-        for element in list(self.document.findall(nodes.TextElement)):
-            if any(isinstance(a, SKIPPED_PARENTS) for a in _ancestors(element)):
-                continue
-            runs, current = [], []
-            for child in element.children:
-                if isinstance(child, nodes.Text):
-                    current.append(child)
-                elif current:
-                    runs.append(current)
-                    current = []
-            if current:
+        runs, current = [], []
+        for child in element.children:
+            if isinstance(child, nodes.Text):
+                current.append(child)
+            elif current:
                 runs.append(current)
-            first_linked = False
-            for number, run in enumerate(runs):
-                linked = self._link(element, run, table, base, known_titles)
-                first_linked |= linked and number == 0
-            if not first_linked and runs and element.children and runs[0][0] is element.children[0] \
-                    and _is_reference_item(element):
-                item = find_reference_item("".join(str(t) for t in runs[0]), table, element.astext(),
-                                           known_titles)
-                if item:
-                    self._replace(element, runs[0], [item], base)
+                current = []
+        if current:
+            runs.append(current)
+        first_linked = False
+        for number, run in enumerate(runs):
+            linked = LinkCitations._link(element, run, table, base, known_titles)
+            first_linked |= linked and number == 0
+        if not first_linked and runs and element.children and runs[0][0] is element.children[0] \
+                and _is_reference_item(element):
+            item = find_reference_item("".join(str(t) for t in runs[0]), table, element.astext(), known_titles)
+            if item:
+                LinkCitations._replace(element, runs[0], [item], base)
 
     @staticmethod
     def _link(element: nodes.Element, run: list[nodes.Text], table, base: str,
