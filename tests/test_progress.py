@@ -61,7 +61,9 @@ def test_text_and_disabled_bars():
     finish(quiet, "epochs", stopped_early=True)  # nothing to draw, nothing raised
 
 
-def test_numpy_fit_marks_its_bar_when_early_stopping_ends_it(monkeypatch):
+@pytest.fixture
+def bars_made(monkeypatch) -> list:
+    """Every bar a training loop makes (``tqdm.auto.tqdm`` replaced by a text bar writing nowhere)."""
     made = []
 
     def recording_tqdm(*args, **kwargs):
@@ -70,6 +72,10 @@ def test_numpy_fit_marks_its_bar_when_early_stopping_ends_it(monkeypatch):
         return bar
 
     monkeypatch.setattr("tqdm.auto.tqdm", recording_tqdm)
+    return made
+
+
+def test_numpy_fit_marks_its_bar_when_early_stopping_ends_it(bars_made):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype(np.float32)
     y = rng.integers(0, 2, size=64)
@@ -78,20 +84,12 @@ def test_numpy_fit_marks_its_bar_when_early_stopping_ends_it(monkeypatch):
     history = numpy_train.fit(model, SGD(model, lr=50.0), (x, y), (x, y), epochs=40, batch_size=16,
                               early_stopping=stopper, desc="run")
     assert len(history.seconds) < 40, "the test needs a run that stops early"
-    assert made[0].total == len(history.seconds) and made[0].desc.startswith("run, stopped early")
+    assert bars_made[0].total == len(history.seconds) and bars_made[0].desc.startswith("run, stopped early")
 
 
-def test_fit_marks_its_bar_when_early_stopping_ends_it(monkeypatch):
+def test_fit_marks_its_bar_when_early_stopping_ends_it(bars_made):
     from course_utils.training.loop import fit
 
-    made = []
-
-    def recording_tqdm(*args, **kwargs):
-        bar = text_tqdm(*args, file=open("/dev/null", "w"), **kwargs)
-        made.append(bar)
-        return bar
-
-    monkeypatch.setattr("tqdm.auto.tqdm", recording_tqdm)
     torch.manual_seed(0)
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
@@ -99,4 +97,4 @@ def test_fit_marks_its_bar_when_early_stopping_ends_it(monkeypatch):
     history = fit(model, loader, loader, epochs=30, optimizer=torch.optim.SGD(model.parameters(), lr=5.0),
                   device=torch.device("cpu"), early_stopping=1, monitor="val_loss", progress=True)
     assert history.stopped_early and len(history) < 30, "the test needs a run that stops early"
-    assert made[0].total == len(history) and made[0].desc.startswith("epochs, stopped early")
+    assert bars_made[0].total == len(history) and bars_made[0].desc.startswith("epochs, stopped early")
