@@ -38,3 +38,24 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", scan); else scan();
   window.addEventListener("resize", scan);
 })();
+
+/* tqdm writes its counts with figure spaces (U+2007), which never break a line: on a narrow
+   screen the counts could then only wrap inside a word. Plain spaces let them wrap between
+   fields. The saved widgets are drawn after the page loads, so this watches the article. */
+(function () {
+  "use strict";
+  function plainSpaces() {
+    document.querySelectorAll("article .widget-hbox .widget-html-content").forEach((el) => {
+      if (el.textContent.includes("\u2007") && el.closest(".widget-hbox").querySelector(".widget-hprogress")) {
+        el.textContent = el.textContent.replace(/\u2007/g, " ");
+      }
+    });
+  }
+  function watch() {
+    const article = document.querySelector("article");
+    if (!article) return;
+    plainSpaces();
+    new MutationObserver(plainSpaces).observe(article, {childList: true, subtree: true});
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", watch); else watch();
+})();
