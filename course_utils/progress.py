@@ -1,9 +1,10 @@
 """How a progress bar ends: the one rule shared by both training loops.
 
 In a notebook, ``tqdm``'s widget turns red when the bar closes before its total, the colour
-it uses for an error or an interrupt. A run that early stopping ended on purpose is no error: ``finish`` makes the
-bar's total the epochs that were actually run (so it closes green, "12/12") and puts
-"stopped early" in its label. A run that diverged keeps its red bar: that one did fail.
+it uses for an error or an interrupt. A run that early stopping ended on purpose is no error:
+``finish`` makes the bar's total the epochs that were actually run (so it closes green,
+"12/12") and puts "stopped early" in its label. A run that diverged keeps its red bar: that
+one did fail.
 """
 
 from __future__ import annotations

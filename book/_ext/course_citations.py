@@ -73,6 +73,11 @@ def _plain(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", re.sub(r"[{}\\]", "", text).lower()).split())
 
 
+def _whole_word(surname: str) -> re.Pattern:
+    """``surname`` as a whole word (not "Hen" in "Henderson", not inside "Smith-Jones")."""
+    return re.compile(rf"(?<![\w-]){re.escape(surname)}(?![\w-])")
+
+
 def _choose(keys: list[str], context: str, known_titles: dict[str, str]) -> str | None:
     """The one key of ``keys``, or the one whose title ``context`` names; ``None`` when unclear."""
     if len(keys) == 1:
@@ -95,7 +100,7 @@ def find_citations(text: str, table, context: str = "",
         window = text[window_start:match.start()]
         best = None
         for surname, keys in surnames.items():
-            for hit in re.finditer(rf"(?<![\w-]){re.escape(surname)}(?![\w-])", window):
+            for hit in _whole_word(surname).finditer(window):
                 if best is None or hit.start() > best[0]:
                     best = (hit.start(), keys, hit.end())
         key = _choose(best[1], context, known_titles or {}) if best is not None else None
@@ -126,7 +131,7 @@ def find_reference_item(text: str, table, item_text: str,
     candidates = set()
     for year in {m.group(1) for m in YEAR.finditer(item_text)}:
         for surname, keys in table.get(year, {}).items():
-            hit = re.search(rf"(?<![\w-]){re.escape(surname)}(?![\w-])", text[:40])
+            hit = _whole_word(surname).search(text[:40])
             key = _choose(keys, item_text, known_titles or {})
             if hit and key and AUTHOR_GAP.fullmatch(text[:hit.start()]):
                 candidates.add((hit.start(), hit.end(), key))
@@ -137,8 +142,6 @@ def find_reference_item(text: str, table, item_text: str,
     start = len(text) - len(text.lstrip())  # the whole author list, initials included
     authors = AUTHOR_GAP.match(text, end)
     end = len(re.sub(r"(?:\s+(?:and|&))+$", "", text[:authors.end()].rstrip(" ,(")))  # not "... and" of "and contributors"
-    if text[start:end].endswith(" et al") and text[end:end + 1] == ".":
-        end += 1
     return start, end, key
 
 
